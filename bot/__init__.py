@@ -1,0 +1,1 @@
+"""Transports, router, dispatcher, scheduler wiring, config and CLI."""

@@ -1,0 +1,122 @@
+"""The bot: wiring of config, clock, database, router, outbox sender and transports."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable
+from datetime import timedelta
+
+from handlers import ROUTERS, drafts, files
+from storage import migrate
+from storage.db import Database
+from storage.queries import Repo
+
+from .clock import Clock
+from .config import Config, database_url
+from .context import message_segments
+from .dispatcher import Dispatcher
+from .render import Renderer
+from .router import CommandTable
+from .sender import Sender
+from .transport import HttpApi, ReverseWsHub, Transport
+
+log = logging.getLogger(__name__)
+
+TICK_SECONDS = 30.0
+
+
+class BotApp:
+    def __init__(self, config: Config, clock: Clock | None = None, transport: Transport | None = None) -> None:
+        self.config = config
+        self.clock = clock or Clock(config.tz)
+        self.db = Database(database_url(config))
+        self.renderer = Renderer({"county": config.bot.county, "bulletin": config.bot.bulletin})
+        self.commands = CommandTable(ROUTERS)
+        self.groups = set(config.onebot.groups)
+        timeout = float(config.onebot.api_timeout_seconds)
+        self.ws_hub = ReverseWsHub(timeout)
+        self.http_api = HttpApi(config.onebot.api_url, config.onebot.access_token, timeout) if config.onebot.api_url else None
+        self.transport: Transport = transport or self.http_api or self.ws_hub
+        self.sender = Sender(self.db, self.transport, self.clock, config.onebot.rate_per_minute)
+        self.dispatcher = Dispatcher(self)
+        self.downloads = asyncio.Semaphore(config.limits.concurrent_downloads)
+        self.self_id: int | None = None  # the bot's account, learnt from events
+        self.collecting: set[tuple[str | None, int, int]] = set()
+        self._tasks: set[asyncio.Task] = set()
+        self._ticker: asyncio.Task | None = None
+
+    # ------------------------------------------------------------ lifecycle
+
+    async def start(self, tick: bool = True) -> None:
+        await migrate.upgrade(self.db.engine)
+        now = self.clock.now()
+        async with self.db.transaction() as s:
+            repo = Repo(s)
+            for im_id in sorted(self.config.coordinator_ids):
+                await repo.members.ensure_coordinator(im_id, now)
+            self.collecting = set(await repo.collecting.all_keys())
+            pending_files = await repo.files.pending_ids()
+        for job_id in pending_files:  # downloads interrupted by a restart
+            self.spawn(files.download(self, job_id))
+        self.sender.start()
+        if tick:
+            self._ticker = asyncio.create_task(self._tick_forever(), name="ticker")
+
+    async def stop(self) -> None:
+        if self._ticker is not None:
+            self._ticker.cancel()
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=10)
+        await self.sender.stop()
+        if self.http_api is not None:
+            await self.http_api.close()
+        await self.db.close()
+
+    def spawn(self, coro) -> asyncio.Task:
+        """A background task the app waits for on shutdown."""
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def _tick_forever(self) -> None:
+        while True:
+            await asyncio.sleep(TICK_SECONDS)
+            try:
+                await self.tick()
+            except Exception:
+                log.exception("tick failed")
+
+    async def tick(self) -> None:
+        """Time-driven housekeeping; tests call it after moving the clock."""
+        idle = timedelta(minutes=self.config.limits.collect_idle_minutes)
+        await drafts.prompt_idle_collections(self, self.clock.now() - idle)
+
+    # ------------------------------------------------------------ outgoing
+
+    def queue(
+        self,
+        repo: Repo,
+        target_type: str,
+        target_id: int,
+        text: str,
+        *,
+        mention: Iterable[int] = (),
+        mergeable: bool = False,
+        self_id: int | None = None,
+    ) -> None:
+        """Add a message to the outbox of `repo`'s transaction; long text is
+        split into numbered parts, the mentions go with the first part."""
+        parts = self.renderer.split(text)
+        now = self.clock.now()
+        for i, part in enumerate(parts):
+            segments = message_segments(part, mention if i == 0 else ())
+            repo.outbox.add(
+                target_type,
+                target_id,
+                segments,
+                now,
+                self_id=self_id or self.self_id,
+                mergeable=mergeable and len(parts) == 1,
+            )

@@ -1,0 +1,160 @@
+"""The `xinxibot` command: init, run, demo, db upgrade."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from aiohttp import web
+
+from .config import Config, ConfigError, build, database_url, load
+from .render import TEMPLATE_DIR, Renderer
+
+DEFAULT_CONFIG = Path("xinxibot.toml")
+
+
+def say(what: str, **context) -> None:
+    print(Renderer().text("cli.txt.j2", what=what, **context))
+
+
+def _load_config(path: str | None) -> Config:
+    if path is None and DEFAULT_CONFIG.exists():
+        path = str(DEFAULT_CONFIG)
+    return load(Path(path) if path else None)
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    path = Path(args.path)
+    if path.exists() and not args.force:
+        say("init_exists", path=path)
+        return 1
+    path.write_text((TEMPLATE_DIR / "config.toml.j2").read_text(encoding="utf-8"), encoding="utf-8")
+    say("init_done", path=path)
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .app import BotApp
+    from .server import make_web_app
+
+    config = _load_config(args.config)
+    bot = BotApp(config)
+    host, port = config.host_port
+    say("run_start", host=host, port=port)
+    web.run_app(make_web_app(bot), host=host, port=port, print=None, handle_signals=True, shutdown_timeout=10)
+    return 0
+
+
+def demo_config(db_path: Path, port: int, host: str = "127.0.0.1") -> Config:
+    from storage import demo
+
+    return build(
+        {
+            "bot": {
+                "database": f"sqlite+aiosqlite:///{db_path.resolve()}",
+                "listen": f"{host}:{port}",
+                "coordinators": [str(i) for i in demo.COORDINATORS],
+                "files_dir": str(db_path.resolve().parent / "xinxibot-demo-files"),
+            },
+            "onebot": {"groups": [demo.GROUP_ID], "api_url": "", "rate_per_minute": 20},
+        },
+        env={},
+    )
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from storage import demo
+
+    from .app import BotApp
+    from .sandbox import Sandbox
+    from .server import make_web_app
+
+    db_path = Path(args.db)
+    if args.fresh:
+        for suffix in ("", "-wal", "-shm"):
+            Path(str(db_path) + suffix).unlink(missing_ok=True)
+    config = demo_config(db_path, args.port, args.host)
+    sandbox = Sandbox(demo.BOT_ID, demo.GROUP_ID)
+    bot = BotApp(config, transport=sandbox)
+    bot.self_id = demo.BOT_ID
+    sandbox.bot = bot
+    sandbox.base_url = f"http://{args.host}:{args.port}"
+    app = make_web_app(bot, start_bot=False)
+    sandbox.install(app)
+
+    async def lifecycle(_app: web.Application) -> AsyncIterator[None]:
+        await bot.start()
+        seeded = await demo.seed(bot.db, bot.clock.now())
+        say("demo_start", county=config.bot.county, host=args.host, port=args.port, db=db_path, seeded=seeded)
+        yield
+        await bot.stop()
+
+    app.cleanup_ctx.append(lifecycle)
+    web.run_app(app, host=args.host, port=args.port, print=None, shutdown_timeout=5)
+    return 0
+
+
+def cmd_db_upgrade(args: argparse.Namespace) -> int:
+    from storage import migrate
+    from storage.db import Database
+
+    config = _load_config(args.config)
+
+    async def run() -> None:
+        db = Database(database_url(config))
+        try:
+            await migrate.upgrade(db.engine)
+        finally:
+            await db.close()
+
+    asyncio.run(run())
+    say("upgraded", url=database_url(config))
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="xinxibot", description="政务信息工作机器人 (county government information bot)")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("init", help="write a commented xinxibot.toml")
+    s.add_argument("--path", default=str(DEFAULT_CONFIG))
+    s.add_argument("--force", action="store_true", help="overwrite an existing file")
+    s.set_defaults(func=cmd_init)
+
+    s = sub.add_parser("run", help="run the bot (OneBot v11 HTTP POST / reverse WebSocket)")
+    s.add_argument("--config", help="config file (default: ./xinxibot.toml if present)")
+    s.set_defaults(func=cmd_run)
+
+    s = sub.add_parser("demo", help="demo county on SQLite with the sandbox page")
+    s.add_argument("--port", type=int, default=8080)
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--db", default="xinxibot-demo.db")
+    s.add_argument("--fresh", action="store_true", help="start from a new demo database")
+    s.set_defaults(func=cmd_demo)
+
+    s = sub.add_parser("db", help="database maintenance")
+    db_sub = s.add_subparsers(dest="db_command", required=True)
+    u = db_sub.add_parser("upgrade", help="apply schema migrations")
+    u.add_argument("--config")
+    u.set_defaults(func=cmd_db_upgrade)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("alembic", "aiohttp.access"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    args = parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except ConfigError as exc:
+        say("config_error", key=exc.key, problem=exc.problem, allowed=exc.allowed, value=exc.value)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,143 @@
+"""From a parsed event to handlers, in one transaction per event.
+
+Order of checks: own messages and meta events are dropped; events from
+groups that are not configured are dropped before anything is read or
+stored; files go to the files workflow; ordinary chat is never answered.
+A command runs inside a transaction that also records the event key, so a
+redelivered event changes nothing. Role checks happen here and only here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
+
+from handlers import drafts, files
+from storage.models import Role
+from storage.queries import Repo
+
+from .context import Context, Refusal
+from .onebot import Event
+from .router import Command
+
+if TYPE_CHECKING:
+    from .app import BotApp
+
+log = logging.getLogger(__name__)
+
+
+class KeyedLocks:
+    """One lock per key, so events of one (chat, user) run one at a time."""
+
+    def __init__(self) -> None:
+        self._locks: dict[tuple, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._users: dict[tuple, int] = defaultdict(int)
+
+    @asynccontextmanager
+    async def hold(self, key: tuple) -> AsyncIterator[None]:
+        self._users[key] += 1
+        try:
+            async with self._locks[key]:
+                yield
+        finally:
+            self._users[key] -= 1
+            if not self._users[key]:
+                del self._users[key], self._locks[key]
+
+
+class Dispatcher:
+    def __init__(self, app: BotApp) -> None:
+        self.app = app
+        self.locks = KeyedLocks()
+
+    def accepts(self, event: Event) -> bool:
+        """False for what the bot must ignore entirely."""
+        if event.post_type not in ("message", "notice"):
+            return False  # meta_event (heartbeat, lifecycle), request, message_sent
+        if event.user_id == event.self_id:
+            return False
+        if event.chat_type == "group" and event.group_id not in self.app.groups:
+            return False
+        return True
+
+    async def handle(self, event: Event) -> None:
+        if not self.accepts(event):
+            return
+        self.app.self_id = event.self_id
+        if event.file is not None:
+            await files.receive(self.app, event)
+            return
+        if event.post_type != "message":
+            return
+        command = self.app.commands.parse(event.segments, event.self_id)
+        collecting = (event.chat_type, event.chat_id, event.user_id) in self.app.collecting
+        if command is None and not collecting and event.chat_type == "group":
+            return  # ordinary chat
+        await self.run(event, lambda ctx: self._route(ctx, command))
+
+    async def run(self, event: Event, action: Callable[[Context], object]) -> None:
+        """Run `action` in one transaction with the event's key; a Refusal or a
+        crash rolls everything back and leaves only the key and the reply."""
+        app = self.app
+        async with self.locks.hold((event.chat_type, event.chat_id, event.user_id)):
+            after: list[Callable[[], None]] = []
+            refusal: str | None = None  # the rendered reply when the action was refused
+            try:
+                async with app.db.transaction() as session:
+                    repo = Repo(session)
+                    if event.key is not None and not await repo.events.claim(event.key, app.clock.now()):
+                        log.info("duplicate event %s ignored", event.key)
+                        return
+                    ctx = Context(app, repo, event, await repo.members.by_im(event.user_id), after)
+                    try:
+                        await action(ctx)
+                    except Refusal as exc:  # rendered before the rollback expires its objects
+                        refusal = ctx.render(exc.template, **exc.context)
+                        raise
+            except Refusal:
+                pass
+            except Exception:
+                log.exception("handler failed on event %s", event.key)
+                refusal = app.renderer.text("internal_error.txt.j2")
+            if refusal is not None:
+                after.clear()
+                async with app.db.transaction() as session:
+                    repo = Repo(session)
+                    if event.key is not None and not await repo.events.claim(event.key, app.clock.now()):
+                        return
+                    Context(app, repo, event, None, after).reply_text(refusal)
+        for callback in after:
+            callback()
+        app.sender.wake()
+
+    async def _route(self, ctx: Context, command: Command | None) -> None:
+        event, app = ctx.event, self.app
+        text_len = sum(len(s.data.get("text", "")) for s in event.segments if s.type == "text")
+        if text_len > app.config.limits.max_message_chars:
+            raise Refusal("too_long.txt.j2", limit=app.config.limits.max_message_chars, length=text_len)
+        if ctx.member is not None and event.sender_name:
+            await ctx.repo.members.rename(ctx.member, event.sender_name, ctx.now)
+        if event.chat_type == "private" and ctx.role in (Role.stranger, Role.none):
+            await self._stranger_hint(ctx)
+            return
+        if command is None:
+            await drafts.collect(ctx, event)
+            return
+        if command.spec is None:
+            ctx.reply("unknown_command.txt.j2", word=command.word, nearest=app.commands.nearest(command.word))
+            return
+        spec = command.spec
+        if ctx.role not in spec.roles:
+            template = "not_registered.txt.j2" if ctx.role in (Role.stranger, Role.none) else "no_permission.txt.j2"
+            raise Refusal(template, command=spec.name, roles=sorted(r.value for r in spec.roles))
+        await spec.handler(ctx, command)
+
+    async def _stranger_hint(self, ctx: Context) -> None:
+        """At most one registration hint a day per person in private chat."""
+        day = ctx.now.date().isoformat()
+        if await ctx.repo.events.claim(f"hint:{ctx.event.user_id}:{day}", ctx.now):
+            ctx.reply("stranger_hint.txt.j2")

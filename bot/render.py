@@ -1,0 +1,86 @@
+"""Jinja2 rendering: plain-text chat messages and autoescaped HTML pages."""
+
+from __future__ import annotations
+
+import tomllib
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+import templates
+
+TEMPLATE_DIR = Path(templates.__file__).parent
+
+# A platform-safe length for one chat message (DESIGN §4.4).
+POST_LIMIT = 1500
+
+
+def _number(value: float | int | None) -> str:
+    """1.0 -> "1", 1.5 -> "1.5"; None -> "—"."""
+    if value is None:
+        return "—"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def _dt(value: Any, fmt: str = "%Y-%m-%d %H:%M") -> str:
+    return value.strftime(fmt) if value is not None else "—"
+
+
+class Renderer:
+    def __init__(self, globals_: dict[str, Any] | None = None) -> None:
+        loader = jinja2.FileSystemLoader(TEMPLATE_DIR)
+        self.text_env = jinja2.Environment(
+            loader=loader,
+            autoescape=False,
+            undefined=jinja2.StrictUndefined,
+            trim_blocks=True,
+            lstrip_blocks=True,
+            keep_trailing_newline=False,
+        )
+        self.html_env = jinja2.Environment(
+            loader=loader, autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True
+        )
+        for env in (self.text_env, self.html_env):
+            env.filters["num"] = _number
+            env.filters["dt"] = _dt
+            env.globals.update(globals_ or {})
+
+    def text(self, name: str, /, **context: Any) -> str:
+        return self.text_env.get_template(name).render(**context).strip()
+
+    def page(self, name: str, /, **context: Any) -> str:
+        return self.html_env.get_template(name).render(**context)
+
+    @cached_property
+    def command_help(self) -> dict[str, dict[str, str]]:
+        """Usage and summary of every command, from templates/commands.toml."""
+        return tomllib.loads((TEMPLATE_DIR / "commands.toml").read_text(encoding="utf-8"))
+
+    def split(self, text: str, limit: int = POST_LIMIT) -> list[str]:
+        """Split a long post at line boundaries into numbered parts."""
+        if len(text) <= limit:
+            return [text]
+        reserve = 16  # room for the part label
+        chunks: list[str] = []
+        current = ""
+        for line in text.split("\n"):
+            while len(line) > limit - reserve:  # a single over-long line: hard cut
+                if current:
+                    chunks.append(current)
+                    current = ""
+                chunks.append(line[: limit - reserve])
+                line = line[limit - reserve :]
+            candidate = f"{current}\n{line}" if current else line
+            if len(candidate) > limit - reserve:
+                chunks.append(current)
+                current = line
+            else:
+                current = candidate
+        if current:
+            chunks.append(current)
+        total = len(chunks)
+        return [self.text("part_label.txt.j2", n=i, total=total) + "\n" + c for i, c in enumerate(chunks, 1)]

@@ -1,0 +1,189 @@
+"""The sandbox: a local web page that plays the QQ group.
+
+It is a transport like OneBot: what a person types on the page becomes an
+Event for the same dispatcher, and what the bot sends arrives through
+`call()` exactly as an OneBot implementation would receive it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+from sqlalchemy import select
+
+from storage.models import Member, Role, Unit
+
+from .app import BotApp
+from .onebot import Event, FileRef, Segment
+from .server import BOT_KEY
+from .transport import ApiResult
+
+SANDBOX_KEY = web.AppKey("sandbox", "Sandbox")
+MAX_UPLOAD = 30 * 1024 * 1024
+
+
+@dataclass
+class ChatLine:
+    id: int
+    chat: str  # group / private
+    sender: str  # a person's name, or "bot"
+    peer: int  # the group id, or the private chat's person
+    text: str
+    at: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return self.__dict__.copy()
+
+
+class Sandbox:
+    def __init__(self, bot_id: int, group_id: int) -> None:
+        self.bot_id, self.group_id = bot_id, group_id
+        self.bot: BotApp | None = None
+        self.lines: list[ChatLine] = []
+        self.files: dict[str, tuple[str, bytes]] = {}
+        self.base_url = ""
+        self.names: dict[int, str] = {}
+        self._ids = itertools.count(1)
+        # Message ids unique across demo restarts (processed-event keys persist).
+        self._message_ids = itertools.count(int(time.time() * 1000) % 10**12)
+        self._changed = asyncio.Condition()
+
+    # ------------------------------------------------------------ transport
+
+    async def call(self, self_id: int | None, action: str, params: dict) -> ApiResult:
+        if action in ("send_group_msg", "send_private_msg"):
+            text = self._render(params.get("message", []))
+            if action == "send_group_msg":
+                await self._append("group", "bot", int(params["group_id"]), text)
+            else:
+                await self._append("private", "bot", int(params["user_id"]), text)
+            return ApiResult("ok", {"message_id": next(self._message_ids)})
+        if action in ("get_group_file_url", "get_file"):
+            file_id = params.get("file_id", "")
+            if file_id not in self.files:
+                return ApiResult("failed", None, "no such file")
+            return ApiResult("ok", {"url": f"{self.base_url}/sandbox/files/{file_id}"})
+        return ApiResult("failed", None, f"{action} not supported by the sandbox")
+
+    def _render(self, segments: list[dict]) -> str:
+        out = []
+        for seg in segments:
+            if seg["type"] == "text":
+                out.append(seg["data"]["text"])
+            elif seg["type"] == "at":
+                qq = int(seg["data"]["qq"])
+                out.append("@" + self.names.get(qq, str(qq)))
+        return "".join(out)
+
+    async def _append(self, chat: str, sender: str, peer: int, text: str) -> None:
+        now = self.bot.clock.now() if self.bot else None
+        line = ChatLine(next(self._ids), chat, sender, peer, text, now.strftime("%m-%d %H:%M") if now else "")
+        async with self._changed:
+            self.lines.append(line)
+            self._changed.notify_all()
+
+    # ------------------------------------------------------------ pages
+
+    def install(self, app: web.Application) -> None:
+        app[SANDBOX_KEY] = self
+        app.router.add_get("/", self.page)
+        app.router.add_get("/sandbox/state", self.state)
+        app.router.add_post("/sandbox/say", self.say)
+        app.router.add_post("/sandbox/upload", self.upload)
+        app.router.add_get("/sandbox/files/{file_id}", self.file)
+
+    async def _members(self) -> list[dict[str, Any]]:
+        bot = self.bot
+        async with bot.db.reader() as s:
+            rows = (
+                await s.execute(
+                    select(Member, Unit.name).outerjoin(Unit, Unit.id == Member.unit_id).order_by(Member.role, Member.im_id)
+                )
+            ).all()
+        people = [
+            {"id": m.im_id, "name": m.name, "role": m.role.value, "unit": unit or ""}
+            for m, unit in rows
+            if m.role in (Role.coordinator, Role.officer, Role.leader)
+        ]
+        people.append({"id": 10099, "name": "访客", "role": "stranger", "unit": ""})
+        self.names = {p["id"]: p["name"] for p in people}
+        return people
+
+    async def page(self, request: web.Request) -> web.Response:
+        bot = request.app[BOT_KEY]
+        html = bot.renderer.page("sandbox.html.j2", group_id=self.group_id)
+        return web.Response(text=html, content_type="text/html")
+
+    async def state(self, request: web.Request) -> web.Response:
+        after = int(request.query.get("after", "0") or 0)
+        wait = request.query.get("wait") == "1"
+        if wait and not any(line.id > after for line in self.lines):
+            async with self._changed:
+                try:
+                    await asyncio.wait_for(self._changed.wait_for(lambda: any(x.id > after for x in self.lines)), 20)
+                except TimeoutError:
+                    pass
+        bot = request.app[BOT_KEY]
+        return web.json_response(
+            {
+                "now": bot.clock.now().strftime("%Y-%m-%d %H:%M"),
+                "members": await self._members(),
+                "lines": [line.as_dict() for line in self.lines if line.id > after],
+            }
+        )
+
+    async def say(self, request: web.Request) -> web.Response:
+        data = await request.json()
+        user_id, text, chat = int(data["user_id"]), str(data.get("text", "")), data.get("chat", "group")
+        if not text.strip():
+            raise web.HTTPBadRequest(text="empty message")
+        await self._members()
+        name = self.names.get(user_id, str(user_id))
+        await self._append(chat, name, self.group_id if chat == "group" else user_id, text)
+        event = Event(
+            post_type="message",
+            self_id=self.bot_id,
+            chat_type=chat,
+            group_id=self.group_id if chat == "group" else None,
+            user_id=user_id,
+            message_id=next(self._message_ids),
+            segments=[Segment("text", {"text": text})],
+            sender_name=name,
+        )
+        event.key = f"msg:{self.bot_id}:{event.message_id}"
+        await request.app[BOT_KEY].dispatcher.handle(event)
+        return web.json_response({"ok": True})
+
+    async def upload(self, request: web.Request) -> web.Response:
+        form = await request.post()
+        user_id, upload = int(form["user_id"]), form["file"]
+        data = upload.file.read(MAX_UPLOAD + 1)
+        file_id = f"sandbox-{next(self._message_ids)}"
+        self.files[file_id] = (upload.filename, data)
+        await self._members()
+        chat = str(form.get("chat", "group"))
+        name = self.names.get(user_id, str(user_id))
+        await self._append(chat, name, self.group_id if chat == "group" else user_id, f"[文件] {upload.filename}")
+        event = Event(
+            post_type="notice",
+            self_id=self.bot_id,
+            chat_type=chat,
+            group_id=self.group_id if chat == "group" else None,
+            user_id=user_id,
+            notice_type="group_upload" if chat == "group" else "offline_file",
+            file=FileRef(file_id=file_id, name=upload.filename, size=len(data)),
+            key=f"file:{self.bot_id}:{self.group_id if chat == 'group' else user_id}:{file_id}",
+        )
+        await request.app[BOT_KEY].dispatcher.handle(event)
+        return web.json_response({"ok": True})
+
+    async def file(self, request: web.Request) -> web.Response:
+        entry = self.files.get(request.match_info["file_id"])
+        if entry is None:
+            raise web.HTTPNotFound()
+        return web.Response(body=entry[1], content_type="application/octet-stream")

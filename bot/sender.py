@@ -1,0 +1,256 @@
+"""The one task that delivers the outbox.
+
+Rules (DESIGN §8):
+* In order per target: a target's next message waits until the one before it
+  is settled.
+* At most once: a message is re-sent only when the IM side certainly did not
+  take it (`down`: nothing connected; `failed`: it answered with an error).
+  A timeout or a broken connection after the request went out is `unknown`:
+  the row is marked `unknown`, logged and listed by `xinxibot outbox`, never
+  re-sent automatically.
+* Retried with exponential backoff (2 s doubling up to 5 min); a row still
+  undelivered after `max_age` is dropped with a log line.
+* Rate-limited per target with a token bucket (rate_per_minute, burst 5;
+  0 = unlimited); consecutive short mergeable messages to one group go out
+  as one message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import or_, select, update
+
+from storage.db import Database
+from storage.models import Outbox
+
+from .clock import Clock
+from .render import POST_LIMIT
+from .transport import ApiResult, Transport
+
+log = logging.getLogger(__name__)
+
+BURST = 5
+MAX_BACKOFF = timedelta(minutes=5)
+MAX_FAILED_ATTEMPTS = 10
+
+
+@dataclass
+class _Bucket:
+    tokens: float
+    updated: datetime
+
+
+class RateLimiter:
+    """Token bucket per target on the injected clock."""
+
+    def __init__(self, clock: Clock, per_minute: int, burst: int = BURST) -> None:
+        self.clock, self.per_minute, self.burst = clock, per_minute, burst
+        self.buckets: dict[tuple[str, int], _Bucket] = {}
+
+    def _bucket(self, target: tuple[str, int]) -> _Bucket:
+        now = self.clock.now()
+        b = self.buckets.setdefault(target, _Bucket(float(self.burst), now))
+        elapsed = max((now - b.updated).total_seconds(), 0.0)
+        b.tokens = min(self.burst, b.tokens + elapsed * self.per_minute / 60)
+        b.updated = now
+        return b
+
+    def wait(self, target: tuple[str, int]) -> float:
+        """Seconds until `target` may receive a message (0: now)."""
+        if self.per_minute <= 0:
+            return 0.0
+        b = self._bucket(target)
+        return 0.0 if b.tokens >= 1 else (1 - b.tokens) * 60 / self.per_minute
+
+    def take(self, target: tuple[str, int]) -> None:
+        if self.per_minute > 0:
+            self._bucket(target).tokens -= 1
+
+
+def merge_segments(rows: list[Outbox]) -> list[dict]:
+    """Several messages as one: their segments joined by line breaks."""
+    merged: list[dict] = []
+    for i, row in enumerate(rows):
+        segs = json.loads(row.segments)
+        if i:
+            segs = [{"type": "text", "data": {"text": "\n"}}, *segs]
+        for seg in segs:
+            if merged and seg["type"] == "text" and merged[-1]["type"] == "text":
+                merged[-1] = {"type": "text", "data": {"text": merged[-1]["data"]["text"] + seg["data"]["text"]}}
+            else:
+                merged.append(seg)
+    return merged
+
+
+def _text_len(row: Outbox) -> int:
+    return sum(len(s["data"].get("text", "")) + 12 for s in json.loads(row.segments))
+
+
+class Sender:
+    def __init__(
+        self,
+        db: Database,
+        transport: Transport,
+        clock: Clock,
+        rate_per_minute: int,
+        max_age: timedelta = timedelta(hours=24),
+    ) -> None:
+        self.db, self.transport, self.clock = db, transport, clock
+        self.limiter = RateLimiter(clock, rate_per_minute)
+        self.max_age = max_age
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._task: asyncio.Task | None = None
+        self._passes = 0  # delivery passes started
+        self._quiet_pass = 0  # the last pass that found nothing to send now
+        self._pass_done = asyncio.Condition()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="outbox-sender")
+
+    async def stop(self, flush_timeout: float = 5.0) -> None:
+        """Deliver what is due (bounded by `flush_timeout`), then stop."""
+        self._stopping = True
+        self.wake()
+        if self._task is not None:
+            try:
+                await asyncio.wait_for(self._task, flush_timeout)
+            except TimeoutError:
+                self._task.cancel()
+            self._task = None
+
+    async def drained(self, timeout: float = 10.0) -> None:
+        """Wait until a pass that started after this call found nothing more to
+        send now (used by tests and the sandbox; delivery itself never waits)."""
+        start = self._passes
+        self.wake()
+        async with self._pass_done:
+            await asyncio.wait_for(self._pass_done.wait_for(lambda: self._quiet_pass > start), timeout)
+
+    async def _run(self) -> None:
+        while True:
+            self._wake.clear()
+            self._passes += 1
+            number = self._passes
+            try:
+                delay = await self.deliver_due()
+            except Exception:  # the sender must outlive a bad row or a DB hiccup
+                log.exception("outbox delivery pass failed")
+                delay = 1.0
+            async with self._pass_done:
+                if delay > 0:
+                    self._quiet_pass = number
+                self._pass_done.notify_all()
+            if self._stopping and delay > 0:
+                return
+            if delay > 0:
+                try:
+                    await asyncio.wait_for(self._wake.wait(), min(delay, 1.0))
+                except TimeoutError:
+                    pass
+
+    async def deliver_due(self) -> float:
+        """One pass: send what may be sent now. Returns seconds until the next
+        pass is useful (0: go again at once)."""
+        now = self.clock.now()
+        async with self.db.reader() as s:
+            rows = (
+                await s.execute(
+                    select(Outbox)
+                    .where(Outbox.status == "pending", or_(Outbox.next_attempt_at.is_(None), Outbox.next_attempt_at <= now))
+                    .order_by(Outbox.id)
+                    .limit(500)
+                )
+            ).scalars().all()
+        if not rows:
+            return 60.0
+        by_target: dict[tuple[str, int], list[Outbox]] = {}
+        for row in rows:
+            by_target.setdefault((row.target_type, row.target_id), []).append(row)
+        stale = [r for r in rows if now - r.created_at > self.max_age]
+        if stale:
+            await self._drop(stale)
+            return 0.0
+        batches: list[tuple[tuple[str, int], list[Outbox]]] = []
+        wait = 60.0
+        for target, queue in by_target.items():
+            w = self.limiter.wait(target)
+            if w > 0:
+                wait = min(wait, w)
+                continue
+            batches.append((target, self._batch(queue)))
+        if batches:
+            await asyncio.gather(*(self._send(t, b) for t, b in batches))
+            return 0.0
+        return wait
+
+    @staticmethod
+    def _batch(queue: list[Outbox]) -> list[Outbox]:
+        first = queue[0]
+        batch = [first]
+        if first.target_type != "group" or not first.mergeable:
+            return batch
+        size = _text_len(first)
+        for row in queue[1:]:
+            if not row.mergeable or row.self_id != first.self_id or size + _text_len(row) > POST_LIMIT:
+                break
+            batch.append(row)
+            size += _text_len(row)
+        return batch
+
+    async def _send(self, target: tuple[str, int], batch: list[Outbox]) -> None:
+        kind, target_id = target
+        message = merge_segments(batch)
+        action, params = (
+            ("send_group_msg", {"group_id": target_id, "message": message})
+            if kind == "group"
+            else ("send_private_msg", {"user_id": target_id, "message": message})
+        )
+        self.limiter.take(target)
+        try:
+            result = await self.transport.call(batch[0].self_id, action, params)
+        except Exception as exc:  # a transport bug must not lose the row
+            log.exception("transport raised on %s", action)
+            result = ApiResult("unknown", None, repr(exc))
+        await self._settle(batch, result)
+
+    async def _settle(self, batch: list[Outbox], result: ApiResult) -> None:
+        now = self.clock.now()
+        ids = [r.id for r in batch]
+        attempts = batch[0].attempts + 1
+        if result.ok:
+            mid = result.data.get("message_id") if isinstance(result.data, dict) else None
+            values = {"status": "sent", "sent_at": now, "attempts": attempts, "message_id": _int_or_none(mid)}
+        elif result.status == "unknown":
+            log.warning("outbox %s: delivery unknown (%s); not re-sent automatically", ids, result.error)
+            values = {"status": "unknown", "attempts": attempts, "last_error": result.error}
+        elif result.status == "failed" and attempts >= MAX_FAILED_ATTEMPTS:
+            log.error("outbox %s: failed %d times (%s); giving up", ids, attempts, result.error)
+            values = {"status": "failed", "attempts": attempts, "last_error": result.error}
+        else:
+            backoff = min(timedelta(seconds=2 ** min(attempts, 12)), MAX_BACKOFF)
+            log.info("outbox %s: %s (%s); retry in %s", ids, result.status, result.error, backoff)
+            values = {"attempts": attempts, "last_error": result.error, "next_attempt_at": now + backoff}
+        async with self.db.transaction() as s:
+            await s.execute(update(Outbox).where(Outbox.id.in_(ids)).values(**values))
+
+    async def _drop(self, rows: list[Outbox]) -> None:
+        ids = [r.id for r in rows]
+        log.warning("outbox: dropping %d message(s) older than %s: %s", len(ids), self.max_age, ids)
+        async with self.db.transaction() as s:
+            await s.execute(update(Outbox).where(Outbox.id.in_(ids)).values(status="dropped"))
+
+
+def _int_or_none(value: object) -> int | None:
+    try:
+        return int(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None

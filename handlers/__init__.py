@@ -1,0 +1,5 @@
+"""One module per workflow. Routers are included here, explicitly, in one list."""
+
+from . import drafts, help, registration
+
+ROUTERS = [help.router, registration.router, drafts.router]

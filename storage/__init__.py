@@ -1,0 +1,1 @@
+"""Models, queries, migrations and the demo seed."""

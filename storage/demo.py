@@ -1,0 +1,109 @@
+"""The demo county: units of the three kinds, officers, two coordinators and
+a few weeks of drafts, so the sandbox has something to show from the start.
+Place names follow 高县 from the seed documents."""
+
+from __future__ import annotations
+
+import random
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, select
+
+from .db import Database
+from .models import Draft, DraftEvent, Member, OfficerTerm, Role, Unit, UnitAlias, UnitKind
+from .queries import char_count, content_hash
+
+BOT_ID = 3300000001
+GROUP_ID = 700100200
+COORDINATORS = {10001: "王科长", 10002: "张敏"}
+
+# name, kind, aliases, officer (im id, name) or None
+UNITS: list[tuple[str, UnitKind, list[str], tuple[int, str] | None]] = [
+    ("城关镇", UnitKind.township, ["城关"], (10020, "李明")),
+    ("文江镇", UnitKind.township, ["文江"], (10021, "陈芳")),
+    ("庆符镇", UnitKind.township, ["庆符"], (10022, "赵磊")),
+    ("沙河镇", UnitKind.township, ["沙河"], (10023, "刘洋")),
+    ("嘉乐镇", UnitKind.township, ["嘉乐"], (10024, "杨静")),
+    ("胜天镇", UnitKind.township, ["胜天"], None),
+    ("经信局", UnitKind.department, ["经济和信息化局"], (10030, "周强")),
+    ("教育局", UnitKind.department, ["教体局"], (10031, "吴婷")),
+    ("农业农村局", UnitKind.department, ["农业局"], (10032, "徐涛")),
+    ("住建局", UnitKind.department, ["住房和城乡建设局"], (10033, "孙丽")),
+    ("应急管理局", UnitKind.department, ["应急局"], (10034, "马超")),
+    ("县人民医院", UnitKind.direct_point, ["人民医院"], (10040, "朱琳")),
+    ("工业园区管委会", UnitKind.direct_point, ["工业园区"], (10041, "胡军")),
+    ("县融媒体中心", UnitKind.direct_point, ["融媒体中心"], (10042, "郭敏")),
+]
+
+TITLES = [
+    ("{u}“三个一批”推进项目建设提速增效", "经验"),
+    ("{u}开展秋冬季森林防火隐患排查", "动态"),
+    ("{u}探索“积分制”推动人居环境整治", "经验"),
+    ("{u}多措并举做好冬季安全生产工作", "动态"),
+    ("{u}农村集体经济发展面临的困难及建议", "建议"),
+    ("{u}基层医疗服务能力提升情况调研", "调研"),
+    ("{u}群众反映农村公路养护不到位问题", "社情民意"),
+    ("{u}“四举措”壮大农业产业化龙头企业", "经验"),
+    ("{u}汛前地质灾害排查工作全面展开", "动态"),
+    ("{u}营商环境“一窗通办”改革成效明显", "经验"),
+    ("{u}部分企业用工短缺问题值得关注", "问题"),
+]
+
+BODY = (
+    "今年以来，{u}紧紧围绕县委、县政府中心工作，坚持问题导向，狠抓工作落实。"
+    "一是强化组织领导，成立工作专班，明确责任分工；二是细化工作措施，建立周调度、月通报机制；"
+    "三是加强督查考核，将工作情况纳入年度目标考核。截至目前，已累计完成相关任务{n}项，群众满意度明显提升。"
+)
+
+
+async def seed(db: Database, now: datetime) -> bool:
+    """Fill an empty database with the demo county; False when it has units already."""
+    async with db.transaction() as s:
+        if (await s.execute(select(func.count()).select_from(Unit))).scalar_one():
+            return False
+        start = now - timedelta(days=35)
+        for im_id, name in COORDINATORS.items():
+            member = (await s.execute(select(Member).where(Member.im_id == im_id))).scalar_one_or_none()
+            if member is None:
+                s.add(Member(im_id=im_id, name=name, role=Role.coordinator, created_at=start, updated_at=start))
+            else:
+                member.name = name
+        officers: list[tuple[Unit, Member]] = []
+        for name, kind, aliases, officer in UNITS:
+            unit = Unit(name=name, kind=kind, created_at=start)
+            s.add(unit)
+            await s.flush()
+            for alias in aliases:
+                s.add(UnitAlias(alias=alias, unit_id=unit.id))
+            if officer:
+                member = Member(im_id=officer[0], name=officer[1], role=Role.officer, unit_id=unit.id, created_at=start, updated_at=start)
+                s.add(member)
+                await s.flush()
+                s.add(OfficerTerm(member_id=member.id, unit_id=unit.id, started_at=start))
+                officers.append((unit, member))
+        rng = random.Random(20261122)
+        day = start + timedelta(days=7)
+        while day.date() < now.date():
+            if day.weekday() < 5:
+                for unit, member in rng.sample(officers, rng.randint(0, 3)):
+                    template, category = rng.choice(TITLES)
+                    title = template.format(u=unit.name)
+                    body = BODY.format(u=unit.name, n=rng.randint(3, 40))
+                    when = day.replace(hour=rng.randint(8, 17), minute=rng.randint(0, 59), second=0, microsecond=0)
+                    draft = Draft(
+                        unit_id=unit.id,
+                        submitter_id=member.id,
+                        title=title,
+                        body=body,
+                        char_count=char_count(body),
+                        category=category,
+                        source="group",
+                        group_id=GROUP_ID,
+                        content_hash=content_hash(title, body),
+                        submitted_at=when,
+                    )
+                    s.add(draft)
+                    await s.flush()
+                    s.add(DraftEvent(draft_id=draft.id, action="submit", actor_id=member.id, at=when))
+            day += timedelta(days=1)
+    return True

@@ -1,0 +1,205 @@
+"""SQLModel table models. Times are naive local times (see bot.clock)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+from sqlalchemy import BigInteger, Column, DateTime, Index, Text, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+
+class UnitKind(StrEnum):
+    township = "township"
+    department = "department"
+    direct_point = "direct_point"
+    other = "other"
+
+
+class Role(StrEnum):
+    stranger = "stranger"  # not stored: anyone without a member row
+    none = "none"  # known person without a role (a retired officer)
+    officer = "officer"
+    leader = "leader"
+    coordinator = "coordinator"
+
+
+class DraftStatus(StrEnum):
+    submitted = "submitted"
+    awaiting_file = "awaiting_file"
+    withdrawn = "withdrawn"
+    returned = "returned"
+    rejected = "rejected"
+    adopted = "adopted"
+
+
+CATEGORIES = ("动态", "经验", "问题", "建议", "调研", "紧急", "社情民意")
+
+
+def big(**kw) -> Column:
+    return Column(BigInteger, **kw)
+
+
+def local_time(**kw):
+    """A naive local-time column (see bot.clock), whatever SQLModel's default."""
+    return Field(sa_type=DateTime(timezone=False), **kw)
+
+
+class Unit(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(index=True, unique=True)
+    kind: UnitKind = UnitKind.other
+    klass: str | None = None  # 一类/二类/三类 departments, ranked separately by some counties
+    active: bool = True
+    created_at: datetime = local_time()
+
+
+class UnitAlias(SQLModel, table=True):
+    __tablename__ = "unit_alias"
+    alias: str = Field(primary_key=True)
+    unit_id: int = Field(foreign_key="unit.id", index=True)
+
+
+class Member(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    im_id: int = Field(sa_column=big(unique=True, nullable=False))
+    name: str
+    role: Role = Role.none
+    unit_id: int | None = Field(default=None, foreign_key="unit.id", index=True)
+    created_at: datetime = local_time()
+    updated_at: datetime = local_time()
+
+
+class OfficerTerm(SQLModel, table=True):
+    """信息员备案: who was officer of which unit, from when to when."""
+
+    __tablename__ = "officer_term"
+    id: int | None = Field(default=None, primary_key=True)
+    member_id: int = Field(foreign_key="member.id", index=True)
+    unit_id: int = Field(foreign_key="unit.id", index=True)
+    started_at: datetime = local_time()
+    ended_at: datetime | None = local_time(default=None)
+    started_by: int | None = Field(default=None, foreign_key="member.id")
+    ended_by: int | None = Field(default=None, foreign_key="member.id")
+
+
+class BindRequest(SQLModel, table=True):
+    __tablename__ = "bind_request"
+    id: int | None = Field(default=None, primary_key=True)
+    im_id: int = Field(sa_column=big(nullable=False, index=True))
+    name: str
+    unit_id: int = Field(foreign_key="unit.id")
+    status: str = "pending"  # pending / approved / rejected
+    group_id: int | None = Field(default=None, sa_column=big(nullable=True))
+    created_at: datetime = local_time()
+    decided_by: int | None = Field(default=None, foreign_key="member.id")
+    decided_at: datetime | None = local_time(default=None)
+    reason: str | None = None
+
+
+class Draft(SQLModel, table=True):
+    """稿件. The number shown to users is "G" + id; AUTOINCREMENT keeps ids unique forever."""
+
+    __table_args__ = (
+        Index("ix_draft_unit_submitted", "unit_id", "submitted_at"),
+        Index("ix_draft_unit_hash", "unit_id", "content_hash"),
+        {"sqlite_autoincrement": True},
+    )
+    id: int | None = Field(default=None, primary_key=True)
+    unit_id: int = Field(foreign_key="unit.id")
+    submitter_id: int = Field(foreign_key="member.id")
+    title: str
+    body: str = Field(default="", sa_type=Text)
+    char_count: int | None = None  # None: unknown (an attachment we cannot read)
+    category: str = "动态"
+    urgent: bool = False
+    topic_ref: str | None = None  # "Y12" as tagged by the officer
+    source: str = "group"  # group / private / file
+    group_id: int | None = Field(default=None, sa_column=big(nullable=True))
+    attachment_name: str | None = None
+    attachment_path: str | None = None
+    attachment_size: int | None = None
+    status: DraftStatus = DraftStatus.submitted
+    revision_of: int | None = Field(default=None, foreign_key="draft.id")
+    content_hash: str
+    submitted_at: datetime = local_time(index=True)
+
+    @property
+    def number(self) -> str:
+        return f"G{self.id}"
+
+
+class DraftEvent(SQLModel, table=True):
+    """History of a draft: submitted, withdrawn, returned, ... (who, when, why)."""
+
+    __tablename__ = "draft_event"
+    id: int | None = Field(default=None, primary_key=True)
+    draft_id: int = Field(foreign_key="draft.id", index=True)
+    action: str
+    actor_id: int | None = Field(default=None, foreign_key="member.id")
+    reason: str | None = None
+    at: datetime = local_time()
+
+
+class ProcessedEvent(SQLModel, table=True):
+    """Keys of events whose effects are committed; written in the same transaction."""
+
+    __tablename__ = "processed_event"
+    key: str = Field(primary_key=True)
+    created_at: datetime = local_time()
+
+
+class CollectSession(SQLModel, table=True):
+    """A /报送 without body: the next messages of this person in this chat are the body."""
+
+    __tablename__ = "collect_session"
+    __table_args__ = (UniqueConstraint("chat_type", "chat_id", "im_id"),)
+    id: int | None = Field(default=None, primary_key=True)
+    chat_type: str
+    chat_id: int = Field(sa_column=big(nullable=False))
+    im_id: int = Field(sa_column=big(nullable=False))
+    header: str  # the /报送 line: tags and title
+    parts: str = Field(default="[]", sa_type=Text)  # JSON list of message texts
+    started_at: datetime = local_time()
+    last_activity_at: datetime = local_time()
+    prompted: bool = False
+
+
+class FileJob(SQLModel, table=True):
+    """An uploaded file waiting to be downloaded and registered as a draft."""
+
+    __tablename__ = "file_job"
+    id: int | None = Field(default=None, primary_key=True)
+    member_id: int = Field(foreign_key="member.id")
+    unit_id: int = Field(foreign_key="unit.id")
+    self_id: int = Field(sa_column=big(nullable=False))
+    chat_type: str
+    chat_id: int = Field(sa_column=big(nullable=False))
+    file_id: str
+    busid: int | None = None
+    name: str
+    size: int | None = None
+    url: str | None = None
+    status: str = "pending"  # pending / done / failed
+    draft_id: int | None = Field(default=None, foreign_key="draft.id")
+    error: str | None = None
+    created_at: datetime = local_time()
+
+
+class Outbox(SQLModel, table=True):
+    """Every outgoing message, written in the transaction that caused it."""
+
+    __table_args__ = (Index("ix_outbox_status_target", "status", "target_type", "target_id", "id"),)
+    id: int | None = Field(default=None, primary_key=True)
+    self_id: int | None = Field(default=None, sa_column=big(nullable=True))
+    target_type: str  # group / private
+    target_id: int = Field(sa_column=big(nullable=False))
+    segments: str = Field(sa_type=Text)  # JSON list of OneBot segments
+    mergeable: bool = False  # a short receipt/notice that may share a message with others
+    status: str = "pending"  # pending / sent / failed / unknown / dropped
+    attempts: int = 0
+    next_attempt_at: datetime | None = local_time(default=None)
+    created_at: datetime = local_time()
+    sent_at: datetime | None = local_time(default=None)
+    message_id: int | None = Field(default=None, sa_column=big(nullable=True))
+    last_error: str | None = None

@@ -1,0 +1,374 @@
+"""Query functions, grouped by subject. Handlers call these; they never build SQL."""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import func, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from .models import (
+    BindRequest,
+    CollectSession,
+    Draft,
+    DraftEvent,
+    DraftStatus,
+    FileJob,
+    Member,
+    OfficerTerm,
+    Outbox,
+    ProcessedEvent,
+    Role,
+    Unit,
+    UnitAlias,
+    UnitKind,
+)
+
+
+def content_hash(title: str, body: str) -> str:
+    """Hash of a draft's text that ignores whitespace differences."""
+    norm = "".join(title.split()) + "\n" + "".join(body.split())
+    return hashlib.sha256(norm.encode("utf-8")).hexdigest()
+
+
+def bytes_hash(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def char_count(body: str) -> int:
+    """字数 as offices count it: every character of the body except whitespace."""
+    return sum(1 for ch in body if not ch.isspace())
+
+
+@dataclass
+class UnitView:
+    unit: Unit
+    aliases: list[str]
+    officers: list[Member]
+
+
+class Units:
+    def __init__(self, s: AsyncSession) -> None:
+        self.s = s
+
+    async def get(self, unit_id: int) -> Unit | None:
+        return await self.s.get(Unit, unit_id)
+
+    async def find(self, text: str) -> Unit | None:
+        """An active unit by exact name or alias."""
+        text = text.strip()
+        unit = (await self.s.execute(select(Unit).where(Unit.name == text))).scalar_one_or_none()
+        if unit is None:
+            unit = (
+                await self.s.execute(select(Unit).join(UnitAlias, UnitAlias.unit_id == Unit.id).where(UnitAlias.alias == text))
+            ).scalar_one_or_none()
+        return unit if unit is not None and unit.active else None
+
+    async def suggest(self, text: str, n: int = 3) -> list[str]:
+        """Closest active unit names to a misspelt one."""
+        rows = (
+            await self.s.execute(
+                select(Unit.name, UnitAlias.alias).outerjoin(UnitAlias, UnitAlias.unit_id == Unit.id).where(Unit.active)
+            )
+        ).all()
+        names = {name for name, _ in rows}
+        by_word = {name: name for name in names} | {alias: name for name, alias in rows if alias}
+        close = difflib.get_close_matches(text, list(by_word), n=n * 2, cutoff=0.3)
+        contains = [w for w in by_word if text and (text in w or w in text)]
+        out: list[str] = []
+        for word in contains + close:
+            if by_word[word] not in out:
+                out.append(by_word[word])
+        return out[:n]
+
+    async def name_taken(self, words: Iterable[str]) -> str | None:
+        """The first of `words` already used as a unit name or alias."""
+        for w in words:
+            if (await self.s.execute(select(Unit.id).where(Unit.name == w))).first():
+                return w
+            if await self.s.get(UnitAlias, w):
+                return w
+        return None
+
+    async def create(self, name: str, kind: UnitKind, aliases: Sequence[str], now: datetime) -> Unit:
+        unit = Unit(name=name, kind=kind, created_at=now)
+        self.s.add(unit)
+        await self.s.flush()
+        for alias in aliases:
+            self.s.add(UnitAlias(alias=alias, unit_id=unit.id))
+        await self.s.flush()
+        return unit
+
+    async def listing(self) -> list[UnitView]:
+        """Active units with aliases and active officers, townships first."""
+        units = (await self.s.execute(select(Unit).where(Unit.active).order_by(Unit.kind.desc(), Unit.id))).scalars().all()
+        aliases: dict[int, list[str]] = {}
+        for a in (await self.s.execute(select(UnitAlias).order_by(UnitAlias.alias))).scalars():
+            aliases.setdefault(a.unit_id, []).append(a.alias)
+        officers: dict[int, list[Member]] = {}
+        q = select(Member).where(Member.role == Role.officer).order_by(Member.id)
+        for m in (await self.s.execute(q)).scalars():
+            officers.setdefault(m.unit_id, []).append(m)
+        order = {UnitKind.township: 0, UnitKind.department: 1, UnitKind.direct_point: 2, UnitKind.other: 3}
+        units = sorted(units, key=lambda u: (order[u.kind], u.id))
+        return [UnitView(u, aliases.get(u.id, []), officers.get(u.id, [])) for u in units]
+
+
+class Members:
+    def __init__(self, s: AsyncSession) -> None:
+        self.s = s
+
+    async def get(self, member_id: int) -> Member | None:
+        return await self.s.get(Member, member_id)
+
+    async def by_im(self, im_id: int) -> Member | None:
+        return (await self.s.execute(select(Member).where(Member.im_id == im_id))).scalar_one_or_none()
+
+    async def ensure(self, im_id: int, name: str, now: datetime) -> Member:
+        member = await self.by_im(im_id)
+        if member is None:
+            member = Member(im_id=im_id, name=name, role=Role.none, created_at=now, updated_at=now)
+            self.s.add(member)
+            await self.s.flush()
+        return member
+
+    async def ensure_coordinator(self, im_id: int, now: datetime) -> None:
+        member = await self.ensure(im_id, str(im_id), now)
+        if member.role != Role.coordinator:
+            await self._end_term(member, None, now)
+            member.role, member.unit_id, member.updated_at = Role.coordinator, None, now
+
+    async def rename(self, member: Member, name: str, now: datetime) -> None:
+        if name and member.name != name:
+            member.name, member.updated_at = name, now
+
+    async def make_officer(self, member: Member, unit: Unit, by: Member | None, now: datetime) -> None:
+        """Bind `member` to `unit` as its officer; a previous binding ends (history kept)."""
+        await self._end_term(member, by, now)
+        member.role, member.unit_id, member.updated_at = Role.officer, unit.id, now
+        self.s.add(OfficerTerm(member_id=member.id, unit_id=unit.id, started_at=now, started_by=by.id if by else None))
+        await self.s.flush()
+
+    async def retire(self, member: Member, by: Member | None, now: datetime) -> None:
+        await self._end_term(member, by, now)
+        member.role, member.unit_id, member.updated_at = Role.none, None, now
+
+    async def _end_term(self, member: Member, by: Member | None, now: datetime) -> None:
+        await self.s.execute(
+            update(OfficerTerm)
+            .where(OfficerTerm.member_id == member.id, OfficerTerm.ended_at.is_(None))
+            .values(ended_at=now, ended_by=by.id if by else None)
+        )
+
+    async def coordinators(self) -> list[Member]:
+        q = select(Member).where(Member.role == Role.coordinator).order_by(Member.id)
+        return list((await self.s.execute(q)).scalars())
+
+    async def officers_of(self, unit_id: int) -> list[Member]:
+        q = select(Member).where(Member.role == Role.officer, Member.unit_id == unit_id).order_by(Member.id)
+        return list((await self.s.execute(q)).scalars())
+
+    async def terms(self, member_id: int) -> list[OfficerTerm]:
+        q = select(OfficerTerm).where(OfficerTerm.member_id == member_id).order_by(OfficerTerm.id)
+        return list((await self.s.execute(q)).scalars())
+
+
+class BindRequests:
+    def __init__(self, s: AsyncSession) -> None:
+        self.s = s
+
+    async def get(self, request_id: int) -> BindRequest | None:
+        return await self.s.get(BindRequest, request_id)
+
+    async def pending_for(self, im_id: int) -> BindRequest | None:
+        q = select(BindRequest).where(BindRequest.im_id == im_id, BindRequest.status == "pending")
+        return (await self.s.execute(q)).scalars().first()
+
+    async def create(self, im_id: int, name: str, unit: Unit, group_id: int | None, now: datetime) -> BindRequest:
+        req = BindRequest(im_id=im_id, name=name, unit_id=unit.id, group_id=group_id, created_at=now)
+        self.s.add(req)
+        await self.s.flush()
+        return req
+
+    def decide(self, req: BindRequest, status: str, by: Member, reason: str | None, now: datetime) -> None:
+        req.status, req.decided_by, req.decided_at, req.reason = status, by.id, now, reason
+
+
+class Drafts:
+    def __init__(self, s: AsyncSession) -> None:
+        self.s = s
+
+    async def get(self, draft_id: int) -> Draft | None:
+        return await self.s.get(Draft, draft_id)
+
+    async def duplicate_of(self, unit_id: int, digest: str) -> Draft | None:
+        q = select(Draft).where(
+            Draft.unit_id == unit_id, Draft.content_hash == digest, Draft.status != DraftStatus.withdrawn
+        )
+        return (await self.s.execute(q.order_by(Draft.id))).scalars().first()
+
+    async def create(self, draft: Draft, actor: Member) -> Draft:
+        self.s.add(draft)
+        await self.s.flush()
+        self.s.add(DraftEvent(draft_id=draft.id, action="submit", actor_id=actor.id, at=draft.submitted_at))
+        return draft
+
+    async def record(self, draft: Draft, action: str, actor: Member | None, now: datetime, reason: str | None = None) -> None:
+        self.s.add(DraftEvent(draft_id=draft.id, action=action, actor_id=actor.id if actor else None, reason=reason, at=now))
+
+    async def count_in(self, unit_id: int, start: datetime, end: datetime) -> int:
+        """The unit's drafts (not withdrawn) submitted in [start, end)."""
+        q = select(func.count()).where(
+            Draft.unit_id == unit_id,
+            Draft.submitted_at >= start,
+            Draft.submitted_at < end,
+            Draft.status != DraftStatus.withdrawn,
+        )
+        return (await self.s.execute(q)).scalar_one()
+
+    async def count_by_member_since(self, member_id: int, since: datetime) -> int:
+        q = select(func.count()).where(Draft.submitter_id == member_id, Draft.submitted_at >= since)
+        return (await self.s.execute(q)).scalar_one()
+
+    async def recent_for_unit(self, unit_id: int, limit: int) -> tuple[list[Draft], int]:
+        total = (await self.s.execute(select(func.count()).where(Draft.unit_id == unit_id))).scalar_one()
+        q = select(Draft).where(Draft.unit_id == unit_id).order_by(Draft.id.desc()).limit(limit)
+        return list((await self.s.execute(q)).scalars()), total
+
+    async def history(self, draft_id: int) -> list[tuple[DraftEvent, Member | None]]:
+        q = (
+            select(DraftEvent, Member)
+            .outerjoin(Member, Member.id == DraftEvent.actor_id)
+            .where(DraftEvent.draft_id == draft_id)
+            .order_by(DraftEvent.id)
+        )
+        return [(e, m) for e, m in (await self.s.execute(q)).all()]
+
+    async def awaiting_file(self, unit_id: int, name: str) -> Draft | None:
+        q = select(Draft).where(
+            Draft.unit_id == unit_id, Draft.status == DraftStatus.awaiting_file, Draft.attachment_name == name
+        )
+        return (await self.s.execute(q.order_by(Draft.id))).scalars().first()
+
+
+class Events:
+    """Processed-event keys: the dedupe record, written with the event's effects."""
+
+    def __init__(self, s: AsyncSession) -> None:
+        self.s = s
+
+    async def claim(self, key: str, now: datetime) -> bool:
+        """Record `key`; False when it was already recorded (a redelivery)."""
+        dialect = self.s.bind.dialect.name
+        insert = pg_insert if dialect == "postgresql" else sqlite_insert
+        stmt = insert(ProcessedEvent).values(key=key, created_at=now).on_conflict_do_nothing()
+        result = await self.s.execute(stmt)
+        return result.rowcount == 1
+
+    async def seen(self, key: str) -> bool:
+        return await self.s.get(ProcessedEvent, key) is not None
+
+
+class OutboxQueue:
+    def __init__(self, s: AsyncSession) -> None:
+        self.s = s
+
+    def add(
+        self,
+        target_type: str,
+        target_id: int,
+        segments: list[dict],
+        now: datetime,
+        *,
+        self_id: int | None,
+        mergeable: bool = False,
+    ) -> None:
+        self.s.add(
+            Outbox(
+                self_id=self_id,
+                target_type=target_type,
+                target_id=target_id,
+                segments=json.dumps(segments, ensure_ascii=False),
+                mergeable=mergeable,
+                created_at=now,
+            )
+        )
+
+
+class Collecting:
+    def __init__(self, s: AsyncSession) -> None:
+        self.s = s
+
+    async def get(self, chat_type: str, chat_id: int, im_id: int) -> CollectSession | None:
+        q = select(CollectSession).where(
+            CollectSession.chat_type == chat_type, CollectSession.chat_id == chat_id, CollectSession.im_id == im_id
+        )
+        return (await self.s.execute(q)).scalar_one_or_none()
+
+    async def start(self, chat_type: str, chat_id: int, im_id: int, header: str, now: datetime) -> CollectSession:
+        old = await self.get(chat_type, chat_id, im_id)
+        if old is not None:
+            await self.s.delete(old)
+            await self.s.flush()
+        session = CollectSession(
+            chat_type=chat_type, chat_id=chat_id, im_id=im_id, header=header, started_at=now, last_activity_at=now
+        )
+        self.s.add(session)
+        await self.s.flush()
+        return session
+
+    def append(self, session: CollectSession, text: str, now: datetime) -> None:
+        parts = json.loads(session.parts)
+        parts.append(text)
+        session.parts = json.dumps(parts, ensure_ascii=False)
+        session.last_activity_at, session.prompted = now, False
+
+    async def finish(self, session: CollectSession) -> None:
+        await self.s.delete(session)
+
+    async def idle_since(self, cutoff: datetime) -> list[CollectSession]:
+        q = select(CollectSession).where(CollectSession.last_activity_at <= cutoff, CollectSession.prompted.is_(False))
+        return list((await self.s.execute(q)).scalars())
+
+    async def all_keys(self) -> list[tuple[str, int, int]]:
+        q = select(CollectSession.chat_type, CollectSession.chat_id, CollectSession.im_id)
+        return [tuple(r) for r in (await self.s.execute(q)).all()]
+
+
+class FileJobs:
+    def __init__(self, s: AsyncSession) -> None:
+        self.s = s
+
+    async def get(self, job_id: int) -> FileJob | None:
+        return await self.s.get(FileJob, job_id)
+
+    async def add(self, job: FileJob) -> FileJob:
+        self.s.add(job)
+        await self.s.flush()
+        return job
+
+    async def pending_ids(self) -> list[int]:
+        q = select(FileJob.id).where(FileJob.status == "pending").order_by(FileJob.id)
+        return list((await self.s.execute(q)).scalars())
+
+
+class Repo:
+    """All query groups bound to one session (one transaction)."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+        self.units = Units(session)
+        self.members = Members(session)
+        self.binds = BindRequests(session)
+        self.drafts = Drafts(session)
+        self.events = Events(session)
+        self.outbox = OutboxQueue(session)
+        self.collecting = Collecting(session)
+        self.files = FileJobs(session)

@@ -1,0 +1,243 @@
+"""Test harness: the real aiohttp app on a real port, events POSTed with a
+real HMAC signature, and a fake OneBot HTTP API (also a real server) that
+records every call the bot makes. Time is a frozen injected clock."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import itertools
+import json
+from collections.abc import AsyncIterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+from sqlalchemy import func, select
+
+from bot.app import BotApp
+from bot.clock import Clock
+from bot.config import build
+from bot.onebot import sign
+from bot.server import make_web_app
+from storage.models import Draft, Outbox
+
+FIXTURES = Path(__file__).parent / "fixtures" / "onebot"
+SELF_ID = 3300000001
+GROUP = 700100200
+COORDINATOR = 10001
+SECRET = "test-secret"
+START = datetime(2026, 11, 23, 10, 0)  # a Monday morning
+
+
+def fixture(name: str) -> dict:
+    return json.loads((FIXTURES / name).read_text(encoding="utf-8"))
+
+
+class FakeOneBot:
+    """An OneBot v11 HTTP API that records calls and answers like NapCat."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, dict]] = []
+        self.files: dict[str, bytes] = {}
+        self.fail_actions: dict[str, dict] = {}  # action -> envelope to answer instead
+        self.http_status: int | None = None  # answer every call with this HTTP status
+        self.auth_headers: list[str | None] = []
+        self._ids = itertools.count(1901)
+        self._changed = asyncio.Condition()
+        self.url = ""
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_post("/{action}", self._api)
+        app.router.add_get("/files/{name}", self._file)
+        return app
+
+    async def _api(self, request: web.Request) -> web.Response:
+        action = request.match_info["action"]
+        params = await request.json()
+        self.auth_headers.append(request.headers.get("Authorization"))
+        if self.http_status is not None:
+            return web.Response(status=self.http_status)
+        async with self._changed:
+            self.calls.append((action, params))
+            self._changed.notify_all()
+        if action in self.fail_actions:
+            return web.json_response(self.fail_actions[action])
+        if action in ("send_group_msg", "send_private_msg"):
+            return web.json_response({"status": "ok", "retcode": 0, "data": {"message_id": next(self._ids)}})
+        if action == "get_group_file_url":
+            name = params["file_id"].strip("/")
+            if name not in self.files:
+                return web.json_response({"status": "failed", "retcode": 404, "data": None})
+            return web.json_response({"status": "ok", "retcode": 0, "data": {"url": f"{self.url}/files/{name}"}})
+        if action == "get_file":
+            name = params["file_id"].strip("/")
+            if name not in self.files:
+                return web.json_response({"status": "failed", "retcode": 404, "data": None})
+            return web.json_response({"status": "ok", "retcode": 0, "data": {"url": f"{self.url}/files/{name}"}})
+        return web.json_response({"status": "failed", "retcode": 1404, "data": None})
+
+    async def _file(self, request: web.Request) -> web.Response:
+        data = self.files.get(request.match_info["name"])
+        if data is None:
+            raise web.HTTPNotFound()
+        return web.Response(body=data)
+
+    # ---------------------------------------------------------- assertions
+
+    def sent(self) -> list[tuple[str, int, list[dict]]]:
+        """Messages sent: (group|private, target id, segments)."""
+        out = []
+        for action, params in self.calls:
+            if action == "send_group_msg":
+                out.append(("group", int(params["group_id"]), params["message"]))
+            elif action == "send_private_msg":
+                out.append(("private", int(params["user_id"]), params["message"]))
+        return out
+
+    def texts(self, kind: str | None = None, target: int | None = None) -> list[str]:
+        return [
+            "".join(s["data"].get("text", "") for s in segs)
+            for k, t, segs in self.sent()
+            if (kind is None or k == kind) and (target is None or t == target)
+        ]
+
+    def clear(self) -> None:
+        self.calls.clear()
+
+
+class Harness:
+    """The running bot plus helpers that read like a conversation."""
+
+    def __init__(self, bot: BotApp, client: aiohttp.ClientSession, base: str, fake: FakeOneBot) -> None:
+        self.bot, self.client, self.base, self.fake = bot, client, base, fake
+        self._message_ids = itertools.count(1000)
+        self.names: dict[int, str] = {}
+
+    @property
+    def clock(self) -> Clock:
+        return self.bot.clock
+
+    async def post_raw(self, body: bytes, headers: dict[str, str] | None = None, path: str = "/onebot/v11/") -> int:
+        async with self.client.post(self.base + path, data=body, headers=headers or {}) as resp:
+            return resp.status
+
+    async def post_event(self, event: dict, *, secret: str | None = SECRET, settle: bool = True) -> int:
+        body = json.dumps(event, ensure_ascii=False).encode()
+        headers = {"Content-Type": "application/json", "X-Self-ID": str(event.get("self_id", SELF_ID))}
+        if secret:
+            headers["X-Signature"] = sign(secret, body)
+        status = await self.post_raw(body, headers)
+        if settle:
+            await self.settle()
+        return status
+
+    async def settle(self) -> None:
+        """Let background downloads finish and the sender deliver what is due."""
+        while self.bot._tasks:
+            await asyncio.wait(set(self.bot._tasks), timeout=10)
+        await self.bot.sender.drained()
+
+    def message_event(self, user_id: int, message: Any, *, group: int | None = GROUP, name: str | None = None) -> dict:
+        event = copy.deepcopy(fixture("group_message_array.json" if group else "private_message.json"))
+        event["message_id"] = next(self._message_ids)
+        event["user_id"] = user_id
+        event["message"] = [{"type": "text", "data": {"text": message}}] if isinstance(message, str) else message
+        event["raw_message"] = message if isinstance(message, str) else ""
+        if group:
+            event["group_id"] = group
+        event["sender"] = {"user_id": user_id, "nickname": name or self.names.get(user_id, f"用户{user_id}"), "card": ""}
+        return event
+
+    async def say(self, user_id: int, text: Any, *, group: int | None = GROUP, name: str | None = None) -> int:
+        return await self.post_event(self.message_event(user_id, text, group=group, name=name))
+
+    async def tell(self, user_id: int, text: str) -> int:
+        """A private message to the bot."""
+        return await self.say(user_id, text, group=None)
+
+    def replies(self) -> list[str]:
+        return self.fake.texts()
+
+    def last_reply(self) -> str:
+        texts = self.fake.texts()
+        assert texts, "the bot sent nothing"
+        return texts[-1]
+
+    async def count(self, model: type, *where) -> int:
+        async with self.bot.db.reader() as s:
+            return (await s.execute(select(func.count()).select_from(model).where(*where))).scalar_one()
+
+    async def drafts(self) -> list[Draft]:
+        async with self.bot.db.reader() as s:
+            return list((await s.execute(select(Draft).order_by(Draft.id))).scalars())
+
+    async def outbox(self) -> list[Outbox]:
+        async with self.bot.db.reader() as s:
+            return list((await s.execute(select(Outbox).order_by(Outbox.id))).scalars())
+
+    async def register(self, im_id: int, unit: str, name: str) -> None:
+        """A coordinator registers an officer (through the bot, like a user would)."""
+        self.names[im_id] = name
+        await self.say(COORDINATOR, [
+            {"type": "text", "data": {"text": "/登记 "}},
+            {"type": "at", "data": {"qq": str(im_id)}},
+            {"type": "text", "data": {"text": f" {unit}"}},
+        ], name="王科长")
+        # the officer speaks once, so the bot learns the name from the sender card
+        await self.say(im_id, "大家好", name=name)
+
+
+def make_config(tmp_path: Path, **overrides: Any):
+    data = {
+        "bot": {
+            "database": f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}",
+            "coordinators": [str(COORDINATOR)],
+            "files_dir": str(tmp_path / "files"),
+            "listen": "127.0.0.1:0",
+        },
+        "onebot": {"groups": [GROUP], "api_url": "", "secret": SECRET, "rate_per_minute": 0},
+    }
+    for key, value in overrides.items():
+        section, _, name = key.partition("__")
+        data.setdefault(section, {})[name] = value
+    return build(data, env={}, base_dir=tmp_path)
+
+
+@pytest.fixture
+async def fake_onebot() -> AsyncIterator[FakeOneBot]:
+    fake = FakeOneBot()
+    server = TestServer(fake.app())
+    await server.start_server()
+    fake.url = str(server.make_url("")).rstrip("/")
+    yield fake
+    await server.close()
+
+
+async def start_harness(tmp_path: Path, fake: FakeOneBot, **overrides: Any) -> tuple[Harness, TestServer]:
+    overrides.setdefault("onebot__api_url", fake.url)
+    config = make_config(tmp_path, **overrides)
+    bot = BotApp(config, clock=Clock(config.tz, frozen_at=START))
+    server = TestServer(make_web_app(bot))
+    await server.start_server()
+    client = aiohttp.ClientSession()
+    return Harness(bot, client, str(server.make_url("")).rstrip("/"), fake), server
+
+
+@pytest.fixture
+async def group(tmp_path: Path, fake_onebot: FakeOneBot) -> AsyncIterator[Harness]:
+    """A running bot with the demo's coordinator and two registered officers."""
+    harness, server = await start_harness(tmp_path, fake_onebot)
+    await harness.say(COORDINATOR, "/添加单位 城关镇 乡镇 城关", name="王科长")
+    await harness.say(COORDINATOR, "/添加单位 经信局 部门", name="王科长")
+    await harness.register(10020, "城关镇", "李明")
+    await harness.register(10030, "经信局", "周强")
+    fake_onebot.clear()
+    yield harness
+    await harness.client.close()
+    await server.close()
