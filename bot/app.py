@@ -27,7 +27,9 @@ TICK_SECONDS = 30.0
 
 
 class BotApp:
-    def __init__(self, config: Config, clock: Clock | None = None, transport: Transport | None = None) -> None:
+    def __init__(
+        self, config: Config, clock: Clock | None = None, transport: Transport | None = None
+    ) -> None:
         self.config = config
         self.clock = clock or Clock(config.tz)
         self.db = Database(database_url(config))
@@ -36,7 +38,11 @@ class BotApp:
         self.groups = set(config.onebot.groups)
         timeout = float(config.onebot.api_timeout_seconds)
         self.ws_hub = ReverseWsHub(timeout)
-        self.http_api = HttpApi(config.onebot.api_url, config.onebot.access_token, timeout) if config.onebot.api_url else None
+        self.http_api = (
+            HttpApi(config.onebot.api_url, config.onebot.access_token, timeout)
+            if config.onebot.api_url
+            else None
+        )
         self.transport: Transport = transport or self.http_api or self.ws_hub
         self.sender = Sender(self.db, self.transport, self.clock, config.onebot.rate_per_minute)
         self.dispatcher = Dispatcher(self)

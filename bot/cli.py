@@ -6,12 +6,11 @@ import argparse
 import asyncio
 import logging
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 from aiohttp import web
 
-from .config import Config, ConfigError, build, database_url, load
+from .config import Config, ConfigError, database_url, load
 from .render import TEMPLATE_DIR, Renderer
 
 DEFAULT_CONFIG = Path("xinxibot.toml")
@@ -45,55 +44,36 @@ def cmd_run(args: argparse.Namespace) -> int:
     bot = BotApp(config)
     host, port = config.host_port
     say("run_start", host=host, port=port)
-    web.run_app(make_web_app(bot), host=host, port=port, print=None, handle_signals=True, shutdown_timeout=10)
+    web.run_app(
+        make_web_app(bot),
+        host=host,
+        port=port,
+        print=None,
+        handle_signals=True,
+        shutdown_timeout=10,
+    )
     return 0
 
 
-def demo_config(db_path: Path, port: int, host: str = "127.0.0.1") -> Config:
-    from storage import demo
-
-    return build(
-        {
-            "bot": {
-                "database": f"sqlite+aiosqlite:///{db_path.resolve()}",
-                "listen": f"{host}:{port}",
-                "coordinators": [str(i) for i in demo.COORDINATORS],
-                "files_dir": str(db_path.resolve().parent / "xinxibot-demo-files"),
-            },
-            "onebot": {"groups": [demo.GROUP_ID], "api_url": "", "rate_per_minute": 20},
-        },
-        env={},
-    )
-
-
 def cmd_demo(args: argparse.Namespace) -> int:
-    from storage import demo
-
-    from .app import BotApp
-    from .sandbox import Sandbox
-    from .server import make_web_app
+    from .sandbox import make_demo_app
 
     db_path = Path(args.db)
     if args.fresh:
         for suffix in ("", "-wal", "-shm"):
             Path(str(db_path) + suffix).unlink(missing_ok=True)
-    config = demo_config(db_path, args.port, args.host)
-    sandbox = Sandbox(demo.BOT_ID, demo.GROUP_ID)
-    bot = BotApp(config, transport=sandbox)
-    bot.self_id = demo.BOT_ID
-    sandbox.bot = bot
-    sandbox.base_url = f"http://{args.host}:{args.port}"
-    app = make_web_app(bot, start_bot=False)
-    sandbox.install(app)
 
-    async def lifecycle(_app: web.Application) -> AsyncIterator[None]:
-        await bot.start()
-        seeded = await demo.seed(bot.db, bot.clock.now())
-        say("demo_start", county=config.bot.county, host=args.host, port=args.port, db=db_path, seeded=seeded)
-        yield
-        await bot.stop()
+    def started(bot, seeded: bool) -> None:
+        say(
+            "demo_start",
+            county=bot.config.bot.county,
+            host=args.host,
+            port=args.port,
+            db=db_path,
+            seeded=seeded,
+        )
 
-    app.cleanup_ctx.append(lifecycle)
+    app = make_demo_app(db_path, args.host, args.port, on_start=started)
     web.run_app(app, host=args.host, port=args.port, print=None, shutdown_timeout=5)
     return 0
 
@@ -117,7 +97,9 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="xinxibot", description="政务信息工作机器人 (county government information bot)")
+    p = argparse.ArgumentParser(
+        prog="xinxibot", description="政务信息工作机器人 (county government information bot)"
+    )
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("init", help="write a commented xinxibot.toml")
@@ -145,7 +127,9 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     for noisy in ("alembic", "aiohttp.access"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     args = parser().parse_args(argv)

@@ -22,7 +22,9 @@ class Clock:
         self._offset = timedelta()
 
     def now(self) -> datetime:
-        base = self._frozen if self._frozen is not None else datetime.now(self.tz).replace(tzinfo=None)
+        base = (
+            self._frozen if self._frozen is not None else datetime.now(self.tz).replace(tzinfo=None)
+        )
         return base + self._offset
 
     def aware_now(self) -> datetime:

@@ -55,7 +55,10 @@ def _valid_timezone(v: str) -> str | None:
 
 def _valid_listen(v: str) -> str | None:
     host, _, port = v.rpartition(":")
-    return _check(bool(host) and port.isdigit() and int(port) < 65536, "host:port, e.g. 127.0.0.1:8080 (port 0: any free port)")
+    return _check(
+        bool(host) and port.isdigit() and int(port) < 65536,
+        "host:port, e.g. 127.0.0.1:8080 (port 0: any free port)",
+    )
 
 
 def _valid_database(v: str) -> str | None:
@@ -66,29 +69,43 @@ def _valid_database(v: str) -> str | None:
 
 
 def _valid_url_or_empty(v: str) -> str | None:
-    return _check(v == "" or re.match(r"^(https?|wss?)://", v) is not None, "empty or an http(s):// / ws(s):// URL")
+    return _check(
+        v == "" or re.match(r"^(https?|wss?)://", v) is not None,
+        "empty or an http(s):// / ws(s):// URL",
+    )
 
 
 def _valid_user_ids(v: list[str]) -> str | None:
-    return _check(all(s.isdigit() for s in v), "a list of numeric IM user ids as strings, e.g. [\"10001\"]")
+    return _check(
+        all(s.isdigit() for s in v), 'a list of numeric IM user ids as strings, e.g. ["10001"]'
+    )
 
 
 def _valid_weekly(v: str) -> str | None:
     day, _, hm = v.partition(" ")
-    return _check(day in _WEEKDAYS and bool(_HHMM.match(hm)), "\"mon 09:00\" (mon..sun and HH:MM)")
+    return _check(day in _WEEKDAYS and bool(_HHMM.match(hm)), '"mon 09:00" (mon..sun and HH:MM)')
 
 
 def _valid_monthly_list(v: list[str]) -> str | None:
     def one(s: str) -> bool:
         day, _, hm = s.partition(" ")
-        return bool(re.match(r"^-?\d{1,2}$", day)) and 1 <= abs(int(day)) <= 31 and bool(_HHMM.match(hm))
+        return (
+            bool(re.match(r"^-?\d{1,2}$", day))
+            and 1 <= abs(int(day)) <= 31
+            and bool(_HHMM.match(hm))
+        )
 
-    return _check(all(one(s) for s in v), "a list like [\"15 09:30\", \"-3 09:30\"] (day 1..31 or -1..-31, HH:MM)")
+    return _check(
+        all(one(s) for s in v), 'a list like ["15 09:30", "-3 09:30"] (day 1..31 or -1..-31, HH:MM)'
+    )
 
 
 def _valid_quiet(v: str) -> str | None:
     a, _, b = v.partition("-")
-    return _check(v == "" or (bool(_HHMM.match(a)) and bool(_HHMM.match(b))), "\"21:00-08:00\" or empty for none")
+    return _check(
+        v == "" or (bool(_HHMM.match(a)) and bool(_HHMM.match(b))),
+        '"21:00-08:00" or empty for none',
+    )
 
 
 def _valid_dates(v: list[str]) -> str | None:
@@ -96,7 +113,7 @@ def _valid_dates(v: list[str]) -> str | None:
         for s in v:
             date.fromisoformat(s)
     except ValueError:
-        return "a list of dates like \"2027-01-01\""
+        return 'a list of dates like "2027-01-01"'
     return None
 
 
@@ -142,7 +159,8 @@ class OneBotSection:
 class ScheduleSection:
     weekly_standings: str = field(default="mon 09:00", metadata=rule(_valid_weekly))
     quota_reminders: list[str] = field(
-        default_factory=lambda: ["15 09:30", "25 09:30", "-3 09:30"], metadata=rule(_valid_monthly_list)
+        default_factory=lambda: ["15 09:30", "25 09:30", "-3 09:30"],
+        metadata=rule(_valid_monthly_list),
     )
     quiet_hours: str = field(default="21:00-08:00", metadata=rule(_valid_quiet))
 
@@ -190,7 +208,9 @@ class Config:
         return host, int(port)
 
 
-SECTIONS: dict[str, type] = {f.name: f.type for f in dataclasses.fields(Config) if f.name != "base_dir"}
+SECTIONS: dict[str, type] = {
+    f.name: f.type for f in dataclasses.fields(Config) if f.name != "base_dir"
+}
 
 
 def _section_types() -> dict[str, type]:
@@ -253,13 +273,17 @@ def _parse_env(key: str, hint: Any, raw: str) -> Any:
     return [s.strip() for s in raw.split(",") if s.strip()]
 
 
-def build(data: Mapping[str, Any], env: Mapping[str, str] | None = None, base_dir: Path | None = None) -> Config:
+def build(
+    data: Mapping[str, Any], env: Mapping[str, str] | None = None, base_dir: Path | None = None
+) -> Config:
     """Build a Config from parsed TOML plus environment overrides; validate everything."""
     env = os.environ if env is None else env
     types = _section_types()
     for section in data:
         if section not in types:
-            raise ConfigError(f"[{section}]", "unknown_section", ", ".join(f"[{s}]" for s in types), section)
+            raise ConfigError(
+                f"[{section}]", "unknown_section", ", ".join(f"[{s}]" for s in types), section
+            )
     sections: dict[str, Any] = {}
     for name, cls in types.items():
         given = data.get(name, {})
@@ -283,7 +307,9 @@ def build(data: Mapping[str, Any], env: Mapping[str, str] | None = None, base_di
             check = f.metadata.get("check")
             problem = check(values[fname]) if check else None
             if problem:
-                raise ConfigError(env_key if env_key in env else full, "bad_value", problem, values[fname])
+                raise ConfigError(
+                    env_key if env_key in env else full, "bad_value", problem, values[fname]
+                )
         sections[name] = cls(**values)
     return Config(**sections, base_dir=base_dir or Path.cwd())
 
@@ -306,7 +332,7 @@ def database_url(config: Config) -> str:
     url = config.bot.database
     prefix = "sqlite+aiosqlite:///"
     if url.startswith(prefix):
-        rest = url[len(prefix):]
+        rest = url[len(prefix) :]
         if rest and rest != ":memory:" and not rest.startswith("/"):
             return prefix + str((config.base_dir / rest).resolve())
     return url

@@ -73,8 +73,18 @@ class Context:
         """Long content goes to the sender's private chat."""
         self.tell(self.event.user_id, self.render(template, **context))
 
-    def post(self, group_id: int, text: str, mention: Iterable[int] = (), mergeable: bool = False) -> None:
-        self.app.queue(self.repo, "group", group_id, text, mention=mention, mergeable=mergeable, self_id=self.event.self_id)
+    def post(
+        self, group_id: int, text: str, mention: Iterable[int] = (), mergeable: bool = False
+    ) -> None:
+        self.app.queue(
+            self.repo,
+            "group",
+            group_id,
+            text,
+            mention=mention,
+            mergeable=mergeable,
+            self_id=self.event.self_id,
+        )
 
     def tell(self, im_id: int, text: str) -> None:
         self.app.queue(self.repo, "private", im_id, text, self_id=self.event.self_id)

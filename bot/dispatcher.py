@@ -89,7 +89,9 @@ class Dispatcher:
             try:
                 async with app.db.transaction() as session:
                     repo = Repo(session)
-                    if event.key is not None and not await repo.events.claim(event.key, app.clock.now()):
+                    if event.key is not None and not await repo.events.claim(
+                        event.key, app.clock.now()
+                    ):
                         log.info("duplicate event %s ignored", event.key)
                         return
                     ctx = Context(app, repo, event, await repo.members.by_im(event.user_id), after)
@@ -107,7 +109,9 @@ class Dispatcher:
                 after.clear()
                 async with app.db.transaction() as session:
                     repo = Repo(session)
-                    if event.key is not None and not await repo.events.claim(event.key, app.clock.now()):
+                    if event.key is not None and not await repo.events.claim(
+                        event.key, app.clock.now()
+                    ):
                         return
                     Context(app, repo, event, None, after).reply_text(refusal)
         for callback in after:
@@ -118,7 +122,9 @@ class Dispatcher:
         event, app = ctx.event, self.app
         text_len = sum(len(s.data.get("text", "")) for s in event.segments if s.type == "text")
         if text_len > app.config.limits.max_message_chars:
-            raise Refusal("too_long.txt.j2", limit=app.config.limits.max_message_chars, length=text_len)
+            raise Refusal(
+                "too_long.txt.j2", limit=app.config.limits.max_message_chars, length=text_len
+            )
         if ctx.member is not None and event.sender_name:
             await ctx.repo.members.rename(ctx.member, event.sender_name, ctx.now)
         if event.chat_type == "private" and ctx.role in (Role.stranger, Role.none):
@@ -128,11 +134,19 @@ class Dispatcher:
             await drafts.collect(ctx, event)
             return
         if command.spec is None:
-            ctx.reply("unknown_command.txt.j2", word=command.word, nearest=app.commands.nearest(command.word))
+            ctx.reply(
+                "unknown_command.txt.j2",
+                word=command.word,
+                nearest=app.commands.nearest(command.word),
+            )
             return
         spec = command.spec
         if ctx.role not in spec.roles:
-            template = "not_registered.txt.j2" if ctx.role in (Role.stranger, Role.none) else "no_permission.txt.j2"
+            template = (
+                "not_registered.txt.j2"
+                if ctx.role in (Role.stranger, Role.none)
+                else "no_permission.txt.j2"
+            )
             raise Refusal(template, command=spec.name, roles=sorted(r.value for r in spec.roles))
         await spec.handler(ctx, command)
 

@@ -51,7 +51,11 @@ class Event:
 
     @property
     def chat_id(self) -> int:
-        return self.group_id if self.chat_type == "group" and self.group_id is not None else self.user_id
+        return (
+            self.group_id
+            if self.chat_type == "group" and self.group_id is not None
+            else self.user_id
+        )
 
 
 # ---------------------------------------------------------------- CQ codes
@@ -189,13 +193,17 @@ def parse_event(payload: Any, self_id_header: str | None = None) -> Event:
         name = sender.get("card") or sender.get("nickname") or ""
         event.sender_name = name if isinstance(name, str) else ""
         event.key = f"msg:{self_id}:{event.message_id}"
-        files = [f for f in (_file_from_segment(s) for s in event.segments if s.type == "file") if f]
+        files = [
+            f for f in (_file_from_segment(s) for s in event.segments if s.type == "file") if f
+        ]
         if files:
             event.file = files[0]
             # NapCat reports a group file twice (message + group_upload): one key for both.
             event.key = f"file:{self_id}:{event.chat_id}:{files[0].file_id}"
     elif post_type == "notice":
-        event.notice_type = payload.get("notice_type") if isinstance(payload.get("notice_type"), str) else ""
+        event.notice_type = (
+            payload.get("notice_type") if isinstance(payload.get("notice_type"), str) else ""
+        )
         event.user_id = _int(payload.get("user_id", 0), "user_id")
         event.group_id = _int(payload.get("group_id"), "group_id", required=False)
         if event.group_id is not None:
@@ -208,7 +216,9 @@ def parse_event(payload: Any, self_id_header: str | None = None) -> Event:
             if ref is None:
                 raise EventError("file id or name missing in upload notice")
             busid = f.get("busid")
-            event.file = FileRef(ref.file_id, ref.name, ref.size, _int(busid, "busid", required=False), ref.url)
+            event.file = FileRef(
+                ref.file_id, ref.name, ref.size, _int(busid, "busid", required=False), ref.url
+            )
             if event.notice_type == "offline_file":
                 event.chat_type = "private"
             event.key = f"file:{self_id}:{event.chat_id}:{ref.file_id}"

@@ -42,7 +42,11 @@ class Renderer:
             keep_trailing_newline=False,
         )
         self.html_env = jinja2.Environment(
-            loader=loader, autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True
+            loader=loader,
+            autoescape=True,
+            undefined=jinja2.StrictUndefined,
+            trim_blocks=True,
+            lstrip_blocks=True,
         )
         for env in (self.text_env, self.html_env):
             env.filters["num"] = _number
@@ -83,4 +87,7 @@ class Renderer:
         if current:
             chunks.append(current)
         total = len(chunks)
-        return [self.text("part_label.txt.j2", n=i, total=total) + "\n" + c for i, c in enumerate(chunks, 1)]
+        return [
+            self.text("part_label.txt.j2", n=i, total=total) + "\n" + c
+            for i, c in enumerate(chunks, 1)
+        ]

@@ -55,6 +55,9 @@ class Command:
     head: str = ""  # rest of the first line, full-width spaces/slashes normalised
     body: str = ""  # the lines after the first, verbatim
     mentions: list[int] = field(default_factory=list)
+    mention_names: dict[int, str] = field(
+        default_factory=dict
+    )  # as the client sent them, if it did
     tags: list[str] = field(default_factory=list)  # "#调研" -> "调研"
     words: list[str] = field(default_factory=list)  # head tokens that are not tags
 
@@ -70,7 +73,12 @@ class Router:
         self.specs: list[CommandSpec] = []
 
     def command(
-        self, name: str, *, aliases: Iterable[str] = (), roles: frozenset[Role], private_ok: bool = True
+        self,
+        name: str,
+        *,
+        aliases: Iterable[str] = (),
+        roles: frozenset[Role],
+        private_ok: bool = True,
     ) -> Callable[[Handler], Handler]:
         def register(handler: Handler) -> Handler:
             self.specs.append(CommandSpec(name, tuple(aliases), roles, handler, private_ok))
@@ -100,7 +108,9 @@ class CommandTable:
     def nearest(self, word: str) -> str | None:
         """The command name closest to a mistyped word."""
         names = [s.name for s in self.specs]
-        close = difflib.get_close_matches(word, names + [a for s in self.specs for a in s.aliases], n=1, cutoff=0.3)
+        close = difflib.get_close_matches(
+            word, names + [a for s in self.specs for a in s.aliases], n=1, cutoff=0.3
+        )
         if close:
             spec = self.lookup(close[0])
             return spec.name if spec else None
@@ -113,7 +123,7 @@ class CommandTable:
     def parse(self, segments: list[Segment], self_id: int) -> Command | None:
         """A command when the text starts with / or # (or their full-width forms),
         or @-mentions the bot and then names a command. None: ordinary chat."""
-        text, mentions, at_bot = _flatten(segments, self_id)
+        text, mentions, names, at_bot = _flatten(segments, self_id)
         text = text.lstrip()
         head, _, body = text.partition("\n")
         head = head.translate(_HEAD_ONLY).strip()
@@ -129,13 +139,15 @@ class CommandTable:
         tokens = rest.split()
         tags = [normalize(t)[1:] for t in tokens if normalize(t).startswith("#") and len(t) > 1]
         words = [t for t in tokens if not normalize(t).startswith("#")]
-        return Command(spec, word, rest.strip(), body.strip("\n"), mentions, tags, words)
+        return Command(spec, word, rest.strip(), body.strip("\n"), mentions, names, tags, words)
 
 
-def _flatten(segments: list[Segment], self_id: int) -> tuple[str, list[int], bool]:
-    """Text of the message, the users it @-mentions, and whether it starts with @bot."""
+def _flatten(segments: list[Segment], self_id: int) -> tuple[str, list[int], dict[int, str], bool]:
+    """Text of the message, the users it @-mentions (with names where the
+    client gives them, as NapCat does), and whether it starts with @bot."""
     parts: list[str] = []
     mentions: list[int] = []
+    names: dict[int, str] = {}
     at_bot = False
     for seg in segments:
         if seg.type == "text":
@@ -146,6 +158,9 @@ def _flatten(segments: list[Segment], self_id: int) -> tuple[str, list[int], boo
                 at_bot = True
             elif qq.isdigit():
                 mentions.append(int(qq))
+                name = seg.data.get("name")
+                if isinstance(name, str) and name.strip():
+                    names[int(qq)] = name.strip().lstrip("@")
             parts.append(" ")
         # other segment types (image, face, reply, unknown) carry no command text
-    return "".join(parts), mentions, at_bot
+    return "".join(parts), mentions, names, at_bot

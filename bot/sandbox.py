@@ -10,7 +10,9 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -19,8 +21,10 @@ from sqlalchemy import select
 from storage.models import Member, Role, Unit
 
 from .app import BotApp
+from .clock import Clock
+from .config import Config, build
 from .onebot import Event, FileRef, Segment
-from .server import BOT_KEY
+from .server import BOT_KEY, make_web_app
 from .transport import ApiResult
 
 SANDBOX_KEY = web.AppKey("sandbox", "Sandbox")
@@ -52,6 +56,7 @@ class Sandbox:
         # Message ids unique across demo restarts (processed-event keys persist).
         self._message_ids = itertools.count(int(time.time() * 1000) % 10**12)
         self._changed = asyncio.Condition()
+        self._closing = False
 
     # ------------------------------------------------------------ transport
 
@@ -82,7 +87,9 @@ class Sandbox:
 
     async def _append(self, chat: str, sender: str, peer: int, text: str) -> None:
         now = self.bot.clock.now() if self.bot else None
-        line = ChatLine(next(self._ids), chat, sender, peer, text, now.strftime("%m-%d %H:%M") if now else "")
+        line = ChatLine(
+            next(self._ids), chat, sender, peer, text, now.strftime("%m-%d %H:%M") if now else ""
+        )
         async with self._changed:
             self.lines.append(line)
             self._changed.notify_all()
@@ -96,13 +103,22 @@ class Sandbox:
         app.router.add_post("/sandbox/say", self.say)
         app.router.add_post("/sandbox/upload", self.upload)
         app.router.add_get("/sandbox/files/{file_id}", self.file)
+        app.on_shutdown.append(self._release_waiters)
+
+    async def _release_waiters(self, _app: web.Application) -> None:
+        """Answer pending long-polls at once so shutdown does not wait for them."""
+        async with self._changed:
+            self._closing = True
+            self._changed.notify_all()
 
     async def _members(self) -> list[dict[str, Any]]:
         bot = self.bot
         async with bot.db.reader() as s:
             rows = (
                 await s.execute(
-                    select(Member, Unit.name).outerjoin(Unit, Unit.id == Member.unit_id).order_by(Member.role, Member.im_id)
+                    select(Member, Unit.name)
+                    .outerjoin(Unit, Unit.id == Member.unit_id)
+                    .order_by(Member.role, Member.im_id)
                 )
             ).all()
         people = [
@@ -125,7 +141,12 @@ class Sandbox:
         if wait and not any(line.id > after for line in self.lines):
             async with self._changed:
                 try:
-                    await asyncio.wait_for(self._changed.wait_for(lambda: any(x.id > after for x in self.lines)), 20)
+                    await asyncio.wait_for(
+                        self._changed.wait_for(
+                            lambda: self._closing or any(x.id > after for x in self.lines)
+                        ),
+                        20,
+                    )
                 except TimeoutError:
                     pass
         bot = request.app[BOT_KEY]
@@ -139,7 +160,11 @@ class Sandbox:
 
     async def say(self, request: web.Request) -> web.Response:
         data = await request.json()
-        user_id, text, chat = int(data["user_id"]), str(data.get("text", "")), data.get("chat", "group")
+        user_id, text, chat = (
+            int(data["user_id"]),
+            str(data.get("text", "")),
+            data.get("chat", "group"),
+        )
         if not text.strip():
             raise web.HTTPBadRequest(text="empty message")
         await self._members()
@@ -168,7 +193,9 @@ class Sandbox:
         await self._members()
         chat = str(form.get("chat", "group"))
         name = self.names.get(user_id, str(user_id))
-        await self._append(chat, name, self.group_id if chat == "group" else user_id, f"[文件] {upload.filename}")
+        await self._append(
+            chat, name, self.group_id if chat == "group" else user_id, f"[文件] {upload.filename}"
+        )
         event = Event(
             post_type="notice",
             self_id=self.bot_id,
@@ -187,3 +214,51 @@ class Sandbox:
         if entry is None:
             raise web.HTTPNotFound()
         return web.Response(body=entry[1], content_type="application/octet-stream")
+
+
+def demo_config(db_path: Path, host: str, port: int) -> Config:
+    from storage import demo
+
+    return build(
+        {
+            "bot": {
+                "database": f"sqlite+aiosqlite:///{db_path.resolve()}",
+                "listen": f"{host}:{port}",
+                "coordinators": [str(i) for i in demo.COORDINATORS],
+                "files_dir": str(db_path.resolve().parent / "xinxibot-demo-files"),
+            },
+            "onebot": {"groups": [demo.GROUP_ID], "api_url": ""},
+        },
+        env={},
+    )
+
+
+def make_demo_app(
+    db_path: Path,
+    host: str,
+    port: int,
+    clock: Clock | None = None,
+    on_start: Callable[[BotApp, bool], None] | None = None,
+) -> web.Application:
+    """The demo: the demo county seeded into SQLite, the sandbox as the transport."""
+    from storage import demo
+
+    config = demo_config(db_path, host, port)
+    sandbox = Sandbox(demo.BOT_ID, demo.GROUP_ID)
+    bot = BotApp(config, clock=clock, transport=sandbox)
+    bot.self_id = demo.BOT_ID
+    sandbox.bot = bot
+    sandbox.base_url = f"http://{host}:{port}"
+    app = make_web_app(bot, start_bot=False)
+    sandbox.install(app)
+
+    async def lifecycle(_app: web.Application) -> AsyncIterator[None]:
+        await bot.start()
+        seeded = await demo.seed(bot.db, bot.clock.now())
+        if on_start:
+            on_start(bot, seeded)
+        yield
+        await bot.stop()
+
+    app.cleanup_ctx.append(lifecycle)
+    return app

@@ -23,7 +23,7 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import select, update
 
 from storage.db import Database
 from storage.models import Outbox
@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 BURST = 5
 MAX_BACKOFF = timedelta(minutes=5)
 MAX_FAILED_ATTEMPTS = 10
+DRAIN_TIMEOUT = 10.0
 
 
 @dataclass
@@ -81,7 +82,10 @@ def merge_segments(rows: list[Outbox]) -> list[dict]:
             segs = [{"type": "text", "data": {"text": "\n"}}, *segs]
         for seg in segs:
             if merged and seg["type"] == "text" and merged[-1]["type"] == "text":
-                merged[-1] = {"type": "text", "data": {"text": merged[-1]["data"]["text"] + seg["data"]["text"]}}
+                merged[-1] = {
+                    "type": "text",
+                    "data": {"text": merged[-1]["data"]["text"] + seg["data"]["text"]},
+                }
             else:
                 merged.append(seg)
     return merged
@@ -113,6 +117,16 @@ class Sender:
     def wake(self) -> None:
         self._wake.set()
 
+    async def retry_now(self) -> None:
+        """The IM side is back (a socket connected): end the backoff of waiting messages."""
+        async with self.db.transaction() as s:
+            await s.execute(
+                update(Outbox)
+                .where(Outbox.status == "pending", Outbox.next_attempt_at.is_not(None))
+                .values(next_attempt_at=None)
+            )
+        self.wake()
+
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="outbox-sender")
 
@@ -127,13 +141,13 @@ class Sender:
                 self._task.cancel()
             self._task = None
 
-    async def drained(self, timeout: float = 10.0) -> None:
+    async def drained(self) -> None:
         """Wait until a pass that started after this call found nothing more to
         send now (used by tests and the sandbox; delivery itself never waits)."""
         start = self._passes
         self.wake()
-        async with self._pass_done:
-            await asyncio.wait_for(self._pass_done.wait_for(lambda: self._quiet_pass > start), timeout)
+        async with asyncio.timeout(DRAIN_TIMEOUT), self._pass_done:
+            await self._pass_done.wait_for(lambda: self._quiet_pass > start)
 
     async def _run(self) -> None:
         while True:
@@ -163,25 +177,33 @@ class Sender:
         now = self.clock.now()
         async with self.db.reader() as s:
             rows = (
-                await s.execute(
-                    select(Outbox)
-                    .where(Outbox.status == "pending", or_(Outbox.next_attempt_at.is_(None), Outbox.next_attempt_at <= now))
-                    .order_by(Outbox.id)
-                    .limit(500)
+                (
+                    await s.execute(
+                        select(Outbox)
+                        .where(Outbox.status == "pending")
+                        .order_by(Outbox.id)
+                        .limit(1000)
+                    )
                 )
-            ).scalars().all()
+                .scalars()
+                .all()
+            )
         if not rows:
             return 60.0
-        by_target: dict[tuple[str, int], list[Outbox]] = {}
-        for row in rows:
-            by_target.setdefault((row.target_type, row.target_id), []).append(row)
         stale = [r for r in rows if now - r.created_at > self.max_age]
         if stale:
             await self._drop(stale)
             return 0.0
+        by_target: dict[tuple[str, int], list[Outbox]] = {}
+        for row in rows:
+            by_target.setdefault((row.target_type, row.target_id), []).append(row)
         batches: list[tuple[tuple[str, int], list[Outbox]]] = []
         wait = 60.0
         for target, queue in by_target.items():
+            head = queue[0]  # a target's later messages wait for its oldest one
+            if head.next_attempt_at is not None and head.next_attempt_at > now:
+                wait = min(wait, (head.next_attempt_at - now).total_seconds())
+                continue
             w = self.limiter.wait(target)
             if w > 0:
                 wait = min(wait, w)
@@ -200,7 +222,11 @@ class Sender:
             return batch
         size = _text_len(first)
         for row in queue[1:]:
-            if not row.mergeable or row.self_id != first.self_id or size + _text_len(row) > POST_LIMIT:
+            if (
+                not row.mergeable
+                or row.self_id != first.self_id
+                or size + _text_len(row) > POST_LIMIT
+            ):
                 break
             batch.append(row)
             size += _text_len(row)
@@ -228,9 +254,16 @@ class Sender:
         attempts = batch[0].attempts + 1
         if result.ok:
             mid = result.data.get("message_id") if isinstance(result.data, dict) else None
-            values = {"status": "sent", "sent_at": now, "attempts": attempts, "message_id": _int_or_none(mid)}
+            values = {
+                "status": "sent",
+                "sent_at": now,
+                "attempts": attempts,
+                "message_id": _int_or_none(mid),
+            }
         elif result.status == "unknown":
-            log.warning("outbox %s: delivery unknown (%s); not re-sent automatically", ids, result.error)
+            log.warning(
+                "outbox %s: delivery unknown (%s); not re-sent automatically", ids, result.error
+            )
             values = {"status": "unknown", "attempts": attempts, "last_error": result.error}
         elif result.status == "failed" and attempts >= MAX_FAILED_ATTEMPTS:
             log.error("outbox %s: failed %d times (%s); giving up", ids, attempts, result.error)
@@ -238,7 +271,11 @@ class Sender:
         else:
             backoff = min(timedelta(seconds=2 ** min(attempts, 12)), MAX_BACKOFF)
             log.info("outbox %s: %s (%s); retry in %s", ids, result.status, result.error, backoff)
-            values = {"attempts": attempts, "last_error": result.error, "next_attempt_at": now + backoff}
+            values = {
+                "attempts": attempts,
+                "last_error": result.error,
+                "next_attempt_at": now + backoff,
+            }
         async with self.db.transaction() as s:
             await s.execute(update(Outbox).where(Outbox.id.in_(ids)).values(**values))
 

@@ -96,6 +96,8 @@ async def handle_ws(request: web.Request) -> web.StreamResponse:
     await ws.prepare(request)
     peer = await bot.ws_hub.attach(self_id, ws)
     log.info("reverse WebSocket connected: self_id=%s", self_id)
+    if bot.transport is bot.ws_hub:
+        await bot.sender.retry_now()
     tasks: set[asyncio.Task] = set()
     try:
         async for msg in ws:

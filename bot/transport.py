@@ -37,7 +37,11 @@ def result_from_envelope(envelope: Any) -> ApiResult:
     if isinstance(envelope, dict) and envelope.get("status") == "ok":
         return ApiResult("ok", envelope.get("data"))
     if isinstance(envelope, dict):
-        return ApiResult("failed", envelope.get("data"), f"{envelope.get('retcode')} {envelope.get('msg', '')}".strip())
+        return ApiResult(
+            "failed",
+            envelope.get("data"),
+            f"{envelope.get('retcode')} {envelope.get('msg', '')}".strip(),
+        )
     return ApiResult("failed", None, "malformed response")
 
 

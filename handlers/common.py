@@ -9,12 +9,16 @@ from bot.router import Command, normalize
 from storage.models import Draft, Role, Unit
 
 _DRAFT_NO = re.compile(r"^[Gg]?(\d{1,12})$")
-_FULLWIDTH_ALNUM = str.maketrans({chr(0xFF10 + i): str(i) for i in range(10)} | {"Ｇ": "G", "ｇ": "g"})
+_FULLWIDTH_ALNUM = str.maketrans(
+    {chr(0xFF10 + i): str(i) for i in range(10)} | {"Ｇ": "G", "ｇ": "g"}
+)
 
 
 def usage(ctx: Context, command: str) -> Refusal:
     """A refusal that shows the command's usage line."""
-    return Refusal("usage.txt.j2", command=command, usage=ctx.app.renderer.command_help[command]["usage"])
+    return Refusal(
+        "usage.txt.j2", command=command, usage=ctx.app.renderer.command_help[command]["usage"]
+    )
 
 
 def parse_draft_number(text: str) -> int | None:
@@ -44,7 +48,9 @@ def require_own_unit(ctx: Context, draft: Draft) -> None:
 async def unit_arg(ctx: Context, text: str) -> Unit:
     unit = await ctx.repo.units.find(text)
     if unit is None:
-        raise Refusal("unit_unknown.txt.j2", name=text, suggestions=await ctx.repo.units.suggest(text))
+        raise Refusal(
+            "unit_unknown.txt.j2", name=text, suggestions=await ctx.repo.units.suggest(text)
+        )
     return unit
 
 
@@ -56,4 +62,3 @@ async def person_arg(ctx: Context, cmd: Command) -> tuple[int, list[str]]:
     if cmd.words and cmd.words[0].isdigit():
         return int(cmd.words[0]), cmd.words[1:]
     raise usage(ctx, cmd.spec.name)
-

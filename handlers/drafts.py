@@ -60,7 +60,10 @@ def next_month(start: datetime) -> datetime:
 
 async def check_flood(ctx: Context) -> None:
     limit = ctx.app.config.limits.drafts_per_hour
-    if await ctx.repo.drafts.count_by_member_since(ctx.member.id, ctx.now - timedelta(hours=1)) >= limit:
+    if (
+        await ctx.repo.drafts.count_by_member_since(ctx.member.id, ctx.now - timedelta(hours=1))
+        >= limit
+    ):
         raise Refusal("submit_flood.txt.j2", limit=limit)
 
 
@@ -116,12 +119,20 @@ async def submit(ctx: Context, cmd: Command) -> None:
     await check_flood(ctx)
     if not cmd.body.strip():
         # No body: collect this person's next messages in this chat until /完成.
-        await ctx.repo.collecting.start(ctx.event.chat_type, ctx.event.chat_id, ctx.event.user_id, cmd.head, ctx.now)
+        await ctx.repo.collecting.start(
+            ctx.event.chat_type, ctx.event.chat_id, ctx.event.user_id, cmd.head, ctx.now
+        )
         key = (ctx.event.chat_type, ctx.event.chat_id, ctx.event.user_id)
         ctx.after_commit.append(lambda: ctx.app.collecting.add(key))
-        ctx.reply("collect_started.txt.j2", title=cmd.rest, idle=ctx.app.config.limits.collect_idle_minutes)
+        ctx.reply(
+            "collect_started.txt.j2",
+            title=cmd.rest,
+            idle=ctx.app.config.limits.collect_idle_minutes,
+        )
         return
-    await register_draft(ctx, _new_draft(ctx, cmd.rest, cmd.body.strip(), tags, ctx.event.chat_type))
+    await register_draft(
+        ctx, _new_draft(ctx, cmd.rest, cmd.body.strip(), tags, ctx.event.chat_type)
+    )
 
 
 async def collect(ctx: Context, event: Event) -> None:
@@ -134,12 +145,16 @@ async def collect(ctx: Context, event: Event) -> None:
         return
     total = sum(len(p) for p in json.loads(session.parts)) + len(text)
     if total > ctx.app.config.limits.max_message_chars:
-        raise Refusal("too_long.txt.j2", limit=ctx.app.config.limits.max_message_chars, length=total)
+        raise Refusal(
+            "too_long.txt.j2", limit=ctx.app.config.limits.max_message_chars, length=total
+        )
     ctx.repo.collecting.append(session, text, ctx.now)
 
 
 async def _end_collection(ctx: Context) -> tuple[object, list[str]]:
-    session = await ctx.repo.collecting.get(ctx.event.chat_type, ctx.event.chat_id, ctx.event.user_id)
+    session = await ctx.repo.collecting.get(
+        ctx.event.chat_type, ctx.event.chat_id, ctx.event.user_id
+    )
     if session is None:
         raise Refusal("collect_none.txt.j2")
     await ctx.repo.collecting.finish(session)
@@ -206,6 +221,12 @@ async def show_draft(ctx: Context, cmd: Command) -> None:
     unit = await ctx.repo.units.get(draft.unit_id)
     submitter = await ctx.repo.members.get(draft.submitter_id)
     history = await ctx.repo.drafts.history(draft.id)
-    ctx.reply_private("draft_detail.txt.j2", draft=draft, unit=unit.name, submitter=submitter.name, history=history)
+    ctx.reply_private(
+        "draft_detail.txt.j2",
+        draft=draft,
+        unit=unit.name,
+        submitter=submitter.name,
+        history=history,
+    )
     if ctx.in_group:
         ctx.reply("draft_sent_private.txt.j2", draft=draft)

@@ -6,6 +6,7 @@ or, if the file cannot be fetched, a draft awaiting the file.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import io
 import logging
@@ -57,7 +58,11 @@ async def receive(app: BotApp, event: Event) -> None:
             return  # files from anyone else are ignored
         ref = event.file
         if extension(ref.name) not in READABLE | ATTACHMENT_ONLY:
-            raise Refusal("file_type_unsupported.txt.j2", name=ref.name, types=sorted(READABLE | ATTACHMENT_ONLY))
+            raise Refusal(
+                "file_type_unsupported.txt.j2",
+                name=ref.name,
+                types=sorted(READABLE | ATTACHMENT_ONLY),
+            )
         limit_mb = app.config.limits.max_file_mb
         if ref.size is not None and ref.size > limit_mb * 1024 * 1024:
             raise Refusal("file_too_large.txt.j2", name=ref.name, limit_mb=limit_mb)
@@ -110,7 +115,12 @@ async def download(app: BotApp, job_id: int) -> None:
         if problem is not None:
             row.status, row.error = "failed", problem
         if problem in ("unreadable", "empty", "too_large"):
-            raise Refusal("file_unreadable.txt.j2", name=job.name, problem=problem, limit_mb=app.config.limits.max_file_mb)
+            raise Refusal(
+                "file_unreadable.txt.j2",
+                name=job.name,
+                problem=problem,
+                limit_mb=app.config.limits.max_file_mb,
+            )
         if ctx.role != Role.officer or ctx.member.unit_id != job.unit_id:
             row.status = "failed"
             return  # the uploader left the unit meanwhile
@@ -211,14 +221,22 @@ async def fetch(app: BotApp, job: FileJob) -> bytes:
             return raw
         if isinstance(data.get("url"), str):
             url = data["url"]
-        elif isinstance(data.get("file"), str) and Path(data["file"]).is_file():
-            path = Path(data["file"])  # the implementation runs on this machine
-            if path.stat().st_size > limit:
-                raise FileProblem("too_large")
-            return path.read_bytes()
+        elif isinstance(data.get("file"), str):
+            local = await asyncio.to_thread(_read_local, Path(data["file"]), limit)
+            if local is not None:
+                return local
     if url is None:
         raise FileProblem("no_url")
     return await _download(url, limit)
+
+
+def _read_local(path: Path, limit: int) -> bytes | None:
+    """A file path from get_file: readable only when the implementation runs on this machine."""
+    if not path.is_file():
+        return None
+    if path.stat().st_size > limit:
+        raise FileProblem("too_large")
+    return path.read_bytes()
 
 
 def _b64(text: str) -> bytes:

@@ -10,7 +10,12 @@ from .common import person_arg, unit_arg, usage
 
 router = Router("registration")
 
-KIND_WORDS = {"乡镇": UnitKind.township, "部门": UnitKind.department, "直报点": UnitKind.direct_point, "其他": UnitKind.other}
+KIND_WORDS = {
+    "乡镇": UnitKind.township,
+    "部门": UnitKind.department,
+    "直报点": UnitKind.direct_point,
+    "其他": UnitKind.other,
+}
 
 
 def guess_kind(name: str) -> UnitKind:
@@ -33,13 +38,22 @@ async def register_officer(ctx: Context, cmd: Command) -> None:
         raise Refusal("register_coordinator.txt.j2", name=member.name)
     if member is not None and member.role == Role.officer and member.unit_id == unit.id:
         raise Refusal("register_already.txt.j2", name=member.name, unit=unit.name)
-    member = member or await ctx.repo.members.ensure(im_id, str(im_id), ctx.now)
+    member = member or await ctx.repo.members.ensure(
+        im_id, cmd.mention_names.get(im_id, str(im_id)), ctx.now
+    )
+    if member.name == str(im_id) and im_id in cmd.mention_names:
+        await ctx.repo.members.rename(member, cmd.mention_names[im_id], ctx.now)
     old_unit = await ctx.repo.units.get(member.unit_id) if member.unit_id else None
     await ctx.repo.members.make_officer(member, unit, ctx.member, ctx.now)
     pending = await ctx.repo.binds.pending_for(im_id)
     if pending is not None:
         ctx.repo.binds.decide(pending, "approved", ctx.member, None, ctx.now)
-    text = ctx.render("registered.txt.j2", name=member.name, unit=unit.name, old_unit=old_unit.name if old_unit else None)
+    text = ctx.render(
+        "registered.txt.j2",
+        name=member.name,
+        unit=unit.name,
+        old_unit=old_unit.name if old_unit else None,
+    )
     if ctx.in_group:
         ctx.post(ctx.event.group_id, text, mention=[im_id])
     else:
@@ -62,7 +76,9 @@ async def request_binding(ctx: Context, cmd: Command) -> None:
     name = ctx.event.sender_name or str(ctx.event.user_id)
     req = await ctx.repo.binds.create(ctx.event.user_id, name, unit, ctx.event.group_id, ctx.now)
     ctx.reply("bind_submitted.txt.j2", request_id=req.id, unit=unit.name)
-    await ctx.tell_coordinators("bind_to_coordinators.txt.j2", request=req, unit=unit.name, im_id=ctx.event.user_id)
+    await ctx.tell_coordinators(
+        "bind_to_coordinators.txt.j2", request=req, unit=unit.name, im_id=ctx.event.user_id
+    )
 
 
 async def _pending_request(ctx: Context, cmd: Command):
@@ -82,14 +98,18 @@ async def approve_binding(ctx: Context, cmd: Command) -> None:
     req = await _pending_request(ctx, cmd)
     unit = await ctx.repo.units.get(req.unit_id)
     if unit is None or not unit.active:
-        raise Refusal("unit_unknown.txt.j2", name=unit.name if unit else str(req.unit_id), suggestions=[])
+        raise Refusal(
+            "unit_unknown.txt.j2", name=unit.name if unit else str(req.unit_id), suggestions=[]
+        )
     member = await ctx.repo.members.ensure(req.im_id, req.name, ctx.now)
     if member.role == Role.coordinator:
         raise Refusal("register_coordinator.txt.j2", name=member.name)
     await ctx.repo.members.make_officer(member, unit, ctx.member, ctx.now)
     ctx.repo.binds.decide(req, "approved", ctx.member, None, ctx.now)
     ctx.reply("bind_decided.txt.j2", request=req, unit=unit.name, approved=True)
-    _tell_applicant(ctx, req, ctx.render("bind_result.txt.j2", unit=unit.name, approved=True, reason=None))
+    _tell_applicant(
+        ctx, req, ctx.render("bind_result.txt.j2", unit=unit.name, approved=True, reason=None)
+    )
 
 
 @router.command("拒绝", aliases=("deny",), roles=COORDINATORS)
@@ -99,7 +119,9 @@ async def deny_binding(ctx: Context, cmd: Command) -> None:
     reason = " ".join(cmd.words[1:]) or None
     ctx.repo.binds.decide(req, "rejected", ctx.member, reason, ctx.now)
     ctx.reply("bind_decided.txt.j2", request=req, unit=unit.name, approved=False)
-    _tell_applicant(ctx, req, ctx.render("bind_result.txt.j2", unit=unit.name, approved=False, reason=reason))
+    _tell_applicant(
+        ctx, req, ctx.render("bind_result.txt.j2", unit=unit.name, approved=False, reason=reason)
+    )
 
 
 def _tell_applicant(ctx: Context, req, text: str) -> None:
@@ -114,7 +136,9 @@ async def retire_officer(ctx: Context, cmd: Command) -> None:
     im_id, _ = await person_arg(ctx, cmd)
     member = await ctx.repo.members.by_im(im_id)
     if member is None or member.role != Role.officer:
-        raise Refusal("retire_not_officer.txt.j2", im_id=im_id, name=member.name if member else None)
+        raise Refusal(
+            "retire_not_officer.txt.j2", im_id=im_id, name=member.name if member else None
+        )
     unit = await ctx.repo.units.get(member.unit_id)
     await ctx.repo.members.retire(member, ctx.member, ctx.now)
     ctx.reply("retired.txt.j2", name=member.name, unit=unit.name)

@@ -14,7 +14,12 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from sqlalchemy import event
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
 
 # SQLite durability: WAL with synchronous=FULL fsyncs the WAL on every commit,
 # so a draft whose receipt went out survives a power cut, not only a crash.

@@ -63,9 +63,19 @@ async def seed(db: Database, now: datetime) -> bool:
             return False
         start = now - timedelta(days=35)
         for im_id, name in COORDINATORS.items():
-            member = (await s.execute(select(Member).where(Member.im_id == im_id))).scalar_one_or_none()
+            member = (
+                await s.execute(select(Member).where(Member.im_id == im_id))
+            ).scalar_one_or_none()
             if member is None:
-                s.add(Member(im_id=im_id, name=name, role=Role.coordinator, created_at=start, updated_at=start))
+                s.add(
+                    Member(
+                        im_id=im_id,
+                        name=name,
+                        role=Role.coordinator,
+                        created_at=start,
+                        updated_at=start,
+                    )
+                )
             else:
                 member.name = name
         officers: list[tuple[Unit, Member]] = []
@@ -76,7 +86,14 @@ async def seed(db: Database, now: datetime) -> bool:
             for alias in aliases:
                 s.add(UnitAlias(alias=alias, unit_id=unit.id))
             if officer:
-                member = Member(im_id=officer[0], name=officer[1], role=Role.officer, unit_id=unit.id, created_at=start, updated_at=start)
+                member = Member(
+                    im_id=officer[0],
+                    name=officer[1],
+                    role=Role.officer,
+                    unit_id=unit.id,
+                    created_at=start,
+                    updated_at=start,
+                )
                 s.add(member)
                 await s.flush()
                 s.add(OfficerTerm(member_id=member.id, unit_id=unit.id, started_at=start))
@@ -89,7 +106,9 @@ async def seed(db: Database, now: datetime) -> bool:
                     template, category = rng.choice(TITLES)
                     title = template.format(u=unit.name)
                     body = BODY.format(u=unit.name, n=rng.randint(3, 40))
-                    when = day.replace(hour=rng.randint(8, 17), minute=rng.randint(0, 59), second=0, microsecond=0)
+                    when = day.replace(
+                        hour=rng.randint(8, 17), minute=rng.randint(0, 59), second=0, microsecond=0
+                    )
                     draft = Draft(
                         unit_id=unit.id,
                         submitter_id=member.id,
@@ -104,6 +123,8 @@ async def seed(db: Database, now: datetime) -> bool:
                     )
                     s.add(draft)
                     await s.flush()
-                    s.add(DraftEvent(draft_id=draft.id, action="submit", actor_id=member.id, at=when))
+                    s.add(
+                        DraftEvent(draft_id=draft.id, action="submit", actor_id=member.id, at=when)
+                    )
             day += timedelta(days=1)
     return True

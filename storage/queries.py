@@ -67,7 +67,11 @@ class Units:
         unit = (await self.s.execute(select(Unit).where(Unit.name == text))).scalar_one_or_none()
         if unit is None:
             unit = (
-                await self.s.execute(select(Unit).join(UnitAlias, UnitAlias.unit_id == Unit.id).where(UnitAlias.alias == text))
+                await self.s.execute(
+                    select(Unit)
+                    .join(UnitAlias, UnitAlias.unit_id == Unit.id)
+                    .where(UnitAlias.alias == text)
+                )
             ).scalar_one_or_none()
         return unit if unit is not None and unit.active else None
 
@@ -75,7 +79,9 @@ class Units:
         """Closest active unit names to a misspelt one."""
         rows = (
             await self.s.execute(
-                select(Unit.name, UnitAlias.alias).outerjoin(UnitAlias, UnitAlias.unit_id == Unit.id).where(Unit.active)
+                select(Unit.name, UnitAlias.alias)
+                .outerjoin(UnitAlias, UnitAlias.unit_id == Unit.id)
+                .where(Unit.active)
             )
         ).all()
         names = {name for name, _ in rows}
@@ -97,7 +103,9 @@ class Units:
                 return w
         return None
 
-    async def create(self, name: str, kind: UnitKind, aliases: Sequence[str], now: datetime) -> Unit:
+    async def create(
+        self, name: str, kind: UnitKind, aliases: Sequence[str], now: datetime
+    ) -> Unit:
         unit = Unit(name=name, kind=kind, created_at=now)
         self.s.add(unit)
         await self.s.flush()
@@ -108,7 +116,15 @@ class Units:
 
     async def listing(self) -> list[UnitView]:
         """Active units with aliases and active officers, townships first."""
-        units = (await self.s.execute(select(Unit).where(Unit.active).order_by(Unit.kind.desc(), Unit.id))).scalars().all()
+        units = (
+            (
+                await self.s.execute(
+                    select(Unit).where(Unit.active).order_by(Unit.kind.desc(), Unit.id)
+                )
+            )
+            .scalars()
+            .all()
+        )
         aliases: dict[int, list[str]] = {}
         for a in (await self.s.execute(select(UnitAlias).order_by(UnitAlias.alias))).scalars():
             aliases.setdefault(a.unit_id, []).append(a.alias)
@@ -116,7 +132,12 @@ class Units:
         q = select(Member).where(Member.role == Role.officer).order_by(Member.id)
         for m in (await self.s.execute(q)).scalars():
             officers.setdefault(m.unit_id, []).append(m)
-        order = {UnitKind.township: 0, UnitKind.department: 1, UnitKind.direct_point: 2, UnitKind.other: 3}
+        order = {
+            UnitKind.township: 0,
+            UnitKind.department: 1,
+            UnitKind.direct_point: 2,
+            UnitKind.other: 3,
+        }
         units = sorted(units, key=lambda u: (order[u.kind], u.id))
         return [UnitView(u, aliases.get(u.id, []), officers.get(u.id, [])) for u in units]
 
@@ -129,7 +150,9 @@ class Members:
         return await self.s.get(Member, member_id)
 
     async def by_im(self, im_id: int) -> Member | None:
-        return (await self.s.execute(select(Member).where(Member.im_id == im_id))).scalar_one_or_none()
+        return (
+            await self.s.execute(select(Member).where(Member.im_id == im_id))
+        ).scalar_one_or_none()
 
     async def ensure(self, im_id: int, name: str, now: datetime) -> Member:
         member = await self.by_im(im_id)
@@ -149,11 +172,20 @@ class Members:
         if name and member.name != name:
             member.name, member.updated_at = name, now
 
-    async def make_officer(self, member: Member, unit: Unit, by: Member | None, now: datetime) -> None:
+    async def make_officer(
+        self, member: Member, unit: Unit, by: Member | None, now: datetime
+    ) -> None:
         """Bind `member` to `unit` as its officer; a previous binding ends (history kept)."""
         await self._end_term(member, by, now)
         member.role, member.unit_id, member.updated_at = Role.officer, unit.id, now
-        self.s.add(OfficerTerm(member_id=member.id, unit_id=unit.id, started_at=now, started_by=by.id if by else None))
+        self.s.add(
+            OfficerTerm(
+                member_id=member.id,
+                unit_id=unit.id,
+                started_at=now,
+                started_by=by.id if by else None,
+            )
+        )
         await self.s.flush()
 
     async def retire(self, member: Member, by: Member | None, now: datetime) -> None:
@@ -172,7 +204,11 @@ class Members:
         return list((await self.s.execute(q)).scalars())
 
     async def officers_of(self, unit_id: int) -> list[Member]:
-        q = select(Member).where(Member.role == Role.officer, Member.unit_id == unit_id).order_by(Member.id)
+        q = (
+            select(Member)
+            .where(Member.role == Role.officer, Member.unit_id == unit_id)
+            .order_by(Member.id)
+        )
         return list((await self.s.execute(q)).scalars())
 
     async def terms(self, member_id: int) -> list[OfficerTerm]:
@@ -191,13 +227,19 @@ class BindRequests:
         q = select(BindRequest).where(BindRequest.im_id == im_id, BindRequest.status == "pending")
         return (await self.s.execute(q)).scalars().first()
 
-    async def create(self, im_id: int, name: str, unit: Unit, group_id: int | None, now: datetime) -> BindRequest:
-        req = BindRequest(im_id=im_id, name=name, unit_id=unit.id, group_id=group_id, created_at=now)
+    async def create(
+        self, im_id: int, name: str, unit: Unit, group_id: int | None, now: datetime
+    ) -> BindRequest:
+        req = BindRequest(
+            im_id=im_id, name=name, unit_id=unit.id, group_id=group_id, created_at=now
+        )
         self.s.add(req)
         await self.s.flush()
         return req
 
-    def decide(self, req: BindRequest, status: str, by: Member, reason: str | None, now: datetime) -> None:
+    def decide(
+        self, req: BindRequest, status: str, by: Member, reason: str | None, now: datetime
+    ) -> None:
         req.status, req.decided_by, req.decided_at, req.reason = status, by.id, now, reason
 
 
@@ -210,18 +252,37 @@ class Drafts:
 
     async def duplicate_of(self, unit_id: int, digest: str) -> Draft | None:
         q = select(Draft).where(
-            Draft.unit_id == unit_id, Draft.content_hash == digest, Draft.status != DraftStatus.withdrawn
+            Draft.unit_id == unit_id,
+            Draft.content_hash == digest,
+            Draft.status != DraftStatus.withdrawn,
         )
         return (await self.s.execute(q.order_by(Draft.id))).scalars().first()
 
     async def create(self, draft: Draft, actor: Member) -> Draft:
         self.s.add(draft)
         await self.s.flush()
-        self.s.add(DraftEvent(draft_id=draft.id, action="submit", actor_id=actor.id, at=draft.submitted_at))
+        self.s.add(
+            DraftEvent(draft_id=draft.id, action="submit", actor_id=actor.id, at=draft.submitted_at)
+        )
         return draft
 
-    async def record(self, draft: Draft, action: str, actor: Member | None, now: datetime, reason: str | None = None) -> None:
-        self.s.add(DraftEvent(draft_id=draft.id, action=action, actor_id=actor.id if actor else None, reason=reason, at=now))
+    async def record(
+        self,
+        draft: Draft,
+        action: str,
+        actor: Member | None,
+        now: datetime,
+        reason: str | None = None,
+    ) -> None:
+        self.s.add(
+            DraftEvent(
+                draft_id=draft.id,
+                action=action,
+                actor_id=actor.id if actor else None,
+                reason=reason,
+                at=now,
+            )
+        )
 
     async def count_in(self, unit_id: int, start: datetime, end: datetime) -> int:
         """The unit's drafts (not withdrawn) submitted in [start, end)."""
@@ -238,7 +299,9 @@ class Drafts:
         return (await self.s.execute(q)).scalar_one()
 
     async def recent_for_unit(self, unit_id: int, limit: int) -> tuple[list[Draft], int]:
-        total = (await self.s.execute(select(func.count()).where(Draft.unit_id == unit_id))).scalar_one()
+        total = (
+            await self.s.execute(select(func.count()).where(Draft.unit_id == unit_id))
+        ).scalar_one()
         q = select(Draft).where(Draft.unit_id == unit_id).order_by(Draft.id.desc()).limit(limit)
         return list((await self.s.execute(q)).scalars()), total
 
@@ -253,7 +316,9 @@ class Drafts:
 
     async def awaiting_file(self, unit_id: int, name: str) -> Draft | None:
         q = select(Draft).where(
-            Draft.unit_id == unit_id, Draft.status == DraftStatus.awaiting_file, Draft.attachment_name == name
+            Draft.unit_id == unit_id,
+            Draft.status == DraftStatus.awaiting_file,
+            Draft.attachment_name == name,
         )
         return (await self.s.execute(q.order_by(Draft.id))).scalars().first()
 
@@ -308,17 +373,26 @@ class Collecting:
 
     async def get(self, chat_type: str, chat_id: int, im_id: int) -> CollectSession | None:
         q = select(CollectSession).where(
-            CollectSession.chat_type == chat_type, CollectSession.chat_id == chat_id, CollectSession.im_id == im_id
+            CollectSession.chat_type == chat_type,
+            CollectSession.chat_id == chat_id,
+            CollectSession.im_id == im_id,
         )
         return (await self.s.execute(q)).scalar_one_or_none()
 
-    async def start(self, chat_type: str, chat_id: int, im_id: int, header: str, now: datetime) -> CollectSession:
+    async def start(
+        self, chat_type: str, chat_id: int, im_id: int, header: str, now: datetime
+    ) -> CollectSession:
         old = await self.get(chat_type, chat_id, im_id)
         if old is not None:
             await self.s.delete(old)
             await self.s.flush()
         session = CollectSession(
-            chat_type=chat_type, chat_id=chat_id, im_id=im_id, header=header, started_at=now, last_activity_at=now
+            chat_type=chat_type,
+            chat_id=chat_id,
+            im_id=im_id,
+            header=header,
+            started_at=now,
+            last_activity_at=now,
         )
         self.s.add(session)
         await self.s.flush()
@@ -334,7 +408,9 @@ class Collecting:
         await self.s.delete(session)
 
     async def idle_since(self, cutoff: datetime) -> list[CollectSession]:
-        q = select(CollectSession).where(CollectSession.last_activity_at <= cutoff, CollectSession.prompted.is_(False))
+        q = select(CollectSession).where(
+            CollectSession.last_activity_at <= cutoff, CollectSession.prompted.is_(False)
+        )
         return list((await self.s.execute(q)).scalars())
 
     async def all_keys(self) -> list[tuple[str, int, int]]:

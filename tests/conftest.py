@@ -24,7 +24,7 @@ from bot.clock import Clock
 from bot.config import build
 from bot.onebot import sign
 from bot.server import make_web_app
-from storage.models import Draft, Outbox
+from storage.models import Draft, Outbox, ProcessedEvent
 
 FIXTURES = Path(__file__).parent / "fixtures" / "onebot"
 SELF_ID = 3300000001
@@ -69,17 +69,23 @@ class FakeOneBot:
         if action in self.fail_actions:
             return web.json_response(self.fail_actions[action])
         if action in ("send_group_msg", "send_private_msg"):
-            return web.json_response({"status": "ok", "retcode": 0, "data": {"message_id": next(self._ids)}})
+            return web.json_response(
+                {"status": "ok", "retcode": 0, "data": {"message_id": next(self._ids)}}
+            )
         if action == "get_group_file_url":
             name = params["file_id"].strip("/")
             if name not in self.files:
                 return web.json_response({"status": "failed", "retcode": 404, "data": None})
-            return web.json_response({"status": "ok", "retcode": 0, "data": {"url": f"{self.url}/files/{name}"}})
+            return web.json_response(
+                {"status": "ok", "retcode": 0, "data": {"url": f"{self.url}/files/{name}"}}
+            )
         if action == "get_file":
             name = params["file_id"].strip("/")
             if name not in self.files:
                 return web.json_response({"status": "failed", "retcode": 404, "data": None})
-            return web.json_response({"status": "ok", "retcode": 0, "data": {"url": f"{self.url}/files/{name}"}})
+            return web.json_response(
+                {"status": "ok", "retcode": 0, "data": {"url": f"{self.url}/files/{name}"}}
+            )
         return web.json_response({"status": "failed", "retcode": 1404, "data": None})
 
     async def _file(self, request: web.Request) -> web.Response:
@@ -114,24 +120,36 @@ class FakeOneBot:
 class Harness:
     """The running bot plus helpers that read like a conversation."""
 
-    def __init__(self, bot: BotApp, client: aiohttp.ClientSession, base: str, fake: FakeOneBot) -> None:
+    def __init__(
+        self, bot: BotApp, client: aiohttp.ClientSession, base: str, fake: FakeOneBot
+    ) -> None:
         self.bot, self.client, self.base, self.fake = bot, client, base, fake
         self._message_ids = itertools.count(1000)
         self.names: dict[int, str] = {}
+        self.token = bot.config.onebot.access_token
 
     @property
     def clock(self) -> Clock:
         return self.bot.clock
 
-    async def post_raw(self, body: bytes, headers: dict[str, str] | None = None, path: str = "/onebot/v11/") -> int:
+    async def post_raw(
+        self, body: bytes, headers: dict[str, str] | None = None, path: str = "/onebot/v11/"
+    ) -> int:
         async with self.client.post(self.base + path, data=body, headers=headers or {}) as resp:
             return resp.status
 
-    async def post_event(self, event: dict, *, secret: str | None = SECRET, settle: bool = True) -> int:
+    async def post_event(
+        self, event: dict, *, secret: str | None = SECRET, settle: bool = True
+    ) -> int:
         body = json.dumps(event, ensure_ascii=False).encode()
-        headers = {"Content-Type": "application/json", "X-Self-ID": str(event.get("self_id", SELF_ID))}
+        headers = {
+            "Content-Type": "application/json",
+            "X-Self-ID": str(event.get("self_id", SELF_ID)),
+        }
         if secret:
             headers["X-Signature"] = sign(secret, body)
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
         status = await self.post_raw(body, headers)
         if settle:
             await self.settle()
@@ -143,18 +161,30 @@ class Harness:
             await asyncio.wait(set(self.bot._tasks), timeout=10)
         await self.bot.sender.drained()
 
-    def message_event(self, user_id: int, message: Any, *, group: int | None = GROUP, name: str | None = None) -> dict:
-        event = copy.deepcopy(fixture("group_message_array.json" if group else "private_message.json"))
+    def message_event(
+        self, user_id: int, message: Any, *, group: int | None = GROUP, name: str | None = None
+    ) -> dict:
+        event = copy.deepcopy(
+            fixture("group_message_array.json" if group else "private_message.json")
+        )
         event["message_id"] = next(self._message_ids)
         event["user_id"] = user_id
-        event["message"] = [{"type": "text", "data": {"text": message}}] if isinstance(message, str) else message
+        event["message"] = (
+            [{"type": "text", "data": {"text": message}}] if isinstance(message, str) else message
+        )
         event["raw_message"] = message if isinstance(message, str) else ""
         if group:
             event["group_id"] = group
-        event["sender"] = {"user_id": user_id, "nickname": name or self.names.get(user_id, f"用户{user_id}"), "card": ""}
+        event["sender"] = {
+            "user_id": user_id,
+            "nickname": name or self.names.get(user_id, f"用户{user_id}"),
+            "card": "",
+        }
         return event
 
-    async def say(self, user_id: int, text: Any, *, group: int | None = GROUP, name: str | None = None) -> int:
+    async def say(
+        self, user_id: int, text: Any, *, group: int | None = GROUP, name: str | None = None
+    ) -> int:
         return await self.post_event(self.message_event(user_id, text, group=group, name=name))
 
     async def tell(self, user_id: int, text: str) -> int:
@@ -169,9 +199,15 @@ class Harness:
         assert texts, "the bot sent nothing"
         return texts[-1]
 
+    async def processed_keys(self) -> set[str]:
+        async with self.bot.db.reader() as s:
+            return set((await s.execute(select(ProcessedEvent.key))).scalars())
+
     async def count(self, model: type, *where) -> int:
         async with self.bot.db.reader() as s:
-            return (await s.execute(select(func.count()).select_from(model).where(*where))).scalar_one()
+            return (
+                await s.execute(select(func.count()).select_from(model).where(*where))
+            ).scalar_one()
 
     async def drafts(self) -> list[Draft]:
         async with self.bot.db.reader() as s:
@@ -184,13 +220,15 @@ class Harness:
     async def register(self, im_id: int, unit: str, name: str) -> None:
         """A coordinator registers an officer (through the bot, like a user would)."""
         self.names[im_id] = name
-        await self.say(COORDINATOR, [
-            {"type": "text", "data": {"text": "/登记 "}},
-            {"type": "at", "data": {"qq": str(im_id)}},
-            {"type": "text", "data": {"text": f" {unit}"}},
-        ], name="王科长")
-        # the officer speaks once, so the bot learns the name from the sender card
-        await self.say(im_id, "大家好", name=name)
+        await self.say(
+            COORDINATOR,
+            [
+                {"type": "text", "data": {"text": "/登记 "}},
+                {"type": "at", "data": {"qq": str(im_id), "name": name}},
+                {"type": "text", "data": {"text": f" {unit}"}},
+            ],
+            name="王科长",
+        )
 
 
 def make_config(tmp_path: Path, **overrides: Any):
@@ -219,7 +257,9 @@ async def fake_onebot() -> AsyncIterator[FakeOneBot]:
     await server.close()
 
 
-async def start_harness(tmp_path: Path, fake: FakeOneBot, **overrides: Any) -> tuple[Harness, TestServer]:
+async def start_harness(
+    tmp_path: Path, fake: FakeOneBot, **overrides: Any
+) -> tuple[Harness, TestServer]:
     overrides.setdefault("onebot__api_url", fake.url)
     config = make_config(tmp_path, **overrides)
     bot = BotApp(config, clock=Clock(config.tz, frozen_at=START))

@@ -75,7 +75,9 @@ async def test_coordinator_cannot_submit(group):
 async def test_exact_duplicate_is_refused_with_existing_number(group):
     await group.say(10020, "/报送 城关镇开展森林防火\n今年以来，城关镇……")
     first = (await group.drafts())[0]
-    await group.say(10020, "/报送 城关镇开展森林防火\n今年以来， 城关镇……  ")  # only whitespace differs
+    await group.say(
+        10020, "/报送 城关镇开展森林防火\n今年以来， 城关镇……  "
+    )  # only whitespace differs
     assert f"已报送的G{first.id}" in group.last_reply()
     assert len(await group.drafts()) == 1
     # another unit may send the same text

@@ -1,0 +1,78 @@
+"""Storage: migrations match the models, numbers are never reused, SQLite is durable."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import delete, text
+from sqlmodel import SQLModel
+
+from storage import migrate
+from storage.db import Database
+from storage.models import Draft, Member, Unit
+from storage.queries import Repo, char_count, content_hash
+
+
+async def test_migrations_build_exactly_the_models(tmp_path):
+    db = Database(f"sqlite+aiosqlite:///{tmp_path / 'm.db'}")
+    await migrate.upgrade(db.engine)
+    await migrate.upgrade(db.engine)  # idempotent
+
+    def diff(conn):
+        return compare_metadata(MigrationContext.configure(conn), SQLModel.metadata)
+
+    async with db.engine.connect() as conn:
+        assert await conn.run_sync(diff) == []
+    await db.close()
+
+
+async def test_sqlite_runs_in_wal_mode_with_full_sync(tmp_path):
+    db = Database(f"sqlite+aiosqlite:///{tmp_path / 'w.db'}")
+    async with db.engine.connect() as conn:
+        assert (await conn.execute(text("PRAGMA journal_mode"))).scalar() == "wal"
+        assert (await conn.execute(text("PRAGMA synchronous"))).scalar() == 2  # FULL
+    await db.close()
+
+
+async def test_draft_numbers_are_never_reused(tmp_path):
+    db = Database(f"sqlite+aiosqlite:///{tmp_path / 'n.db'}")
+    await migrate.upgrade(db.engine)
+    now = datetime(2026, 11, 23, 10)
+
+    async def add_draft(title: str) -> int:
+        async with db.transaction() as s:
+            repo = Repo(s)
+            unit = await repo.units.find("城关镇") or await repo.units.create(
+                "城关镇", "township", [], now
+            )
+            member = await repo.members.ensure(1, "李明", now)
+            draft = Draft(
+                unit_id=unit.id,
+                submitter_id=member.id,
+                title=title,
+                body="x",
+                content_hash=content_hash(title, "x"),
+                submitted_at=now,
+            )
+            await repo.drafts.create(draft, member)
+            return draft.id
+
+    first, second = await add_draft("一"), await add_draft("二")
+    async with db.transaction() as s:
+        await s.execute(text("DELETE FROM draft_event"))
+        await s.execute(delete(Draft).where(Draft.id == second))
+    third = await add_draft("三")
+    assert (first, second, third) == (1, 2, 3)
+    async with db.reader() as s:
+        assert (await s.execute(text("SELECT count(*) FROM member"))).scalar() == 1
+        assert Unit.__tablename__ == "unit" and Member.__tablename__ == "member"
+    await db.close()
+
+
+def test_char_count_counts_non_whitespace_characters():
+    assert char_count("今年以来，城关镇……") == 10
+    assert char_count(" 一 二\n三\t四　五 ") == 5  # full-width space is whitespace too
+    assert char_count("GDP增长8.5%") == 9
+    assert content_hash("标题", "正 文") == content_hash("标 题", "正文\n")
