@@ -18,8 +18,10 @@ from .context import message_segments
 from .dispatcher import Dispatcher
 from .render import Renderer
 from .router import CommandTable
+from .scheduler import Scheduler
 from .sender import Sender
 from .transport import HttpApi, ReverseWsHub, Transport
+from .workdays import PostingTimes, QuietHours, WorkCalendar
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +48,9 @@ class BotApp:
         self.transport: Transport = transport or self.http_api or self.ws_hub
         self.sender = Sender(self.db, self.transport, self.clock, config.onebot.rate_per_minute)
         self.dispatcher = Dispatcher(self)
+        self.calendar = WorkCalendar(config.calendar.holidays, config.calendar.workdays)
+        self.posting = PostingTimes(self.calendar, QuietHours(config.schedule.quiet_hours))
+        self.scheduler = Scheduler(self, database_url(config), self.clock)
         self.downloads = asyncio.Semaphore(config.limits.concurrent_downloads)
         self.self_id: int | None = None  # the bot's account, learnt from events
         self.collecting: set[tuple[str | None, int, int]] = set()
@@ -66,10 +71,12 @@ class BotApp:
         for job_id in pending_files:  # downloads interrupted by a restart
             self.spawn(files.download(self, job_id))
         self.sender.start()
+        self.scheduler.start()
         if tick:
             self._ticker = asyncio.create_task(self._tick_forever(), name="ticker")
 
     async def stop(self) -> None:
+        self.scheduler.shutdown()
         if self._ticker is not None:
             self._ticker.cancel()
         if self._tasks:

@@ -1,5 +1,5 @@
 """One module per workflow. Routers are included here, explicitly, in one list."""
 
-from . import drafts, help, registration
+from . import drafts, help, registration, topics
 
-ROUTERS = [help.router, registration.router, drafts.router]
+ROUTERS = [help.router, registration.router, drafts.router, topics.router]

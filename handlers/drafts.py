@@ -81,10 +81,14 @@ async def send_receipt(ctx: Context, draft: Draft) -> None:
     unit = await ctx.repo.units.get(draft.unit_id)
     start = month_start(draft.submitted_at)
     nth = await ctx.repo.drafts.count_in(draft.unit_id, start, next_month(start))
-    if ctx.in_group:
-        ctx.reply("draft_receipt.txt.j2", mergeable=True, draft=draft, unit=unit.name, nth=nth)
-    else:
-        ctx.reply("draft_receipt_private.txt.j2", draft=draft, unit=unit.name, nth=nth)
+    note = None
+    if draft.topic_ref:  # a draft for a closed or unknown topic is still accepted, with a note
+        topic = await ctx.repo.topics.get(int(draft.topic_ref[1:]))
+        note = "unknown" if topic is None else ("closed" if topic.status != "open" else None)
+    template = "draft_receipt.txt.j2" if ctx.in_group else "draft_receipt_private.txt.j2"
+    ctx.reply(
+        template, mergeable=ctx.in_group, draft=draft, unit=unit.name, nth=nth, topic_note=note
+    )
 
 
 def check_title(title: str) -> None:

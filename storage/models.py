@@ -113,7 +113,7 @@ class Draft(SQLModel, table=True):
     char_count: int | None = None  # None: unknown (an attachment we cannot read)
     category: str = "动态"
     urgent: bool = False
-    topic_ref: str | None = None  # "Y12" as tagged by the officer
+    topic_ref: str | None = Field(default=None, index=True)  # "Y12" as tagged by the officer
     source: str = "group"  # group / private / file
     group_id: int | None = Field(default=None, sa_column=big(nullable=True))
     attachment_name: str | None = None
@@ -203,3 +203,52 @@ class Outbox(SQLModel, table=True):
     sent_at: datetime | None = local_time(default=None)
     message_id: int | None = Field(default=None, sa_column=big(nullable=True))
     last_error: str | None = None
+
+
+class Topic(SQLModel, table=True):
+    """约稿: a request for pieces on a subject, by a deadline, from some or all units."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    title: str
+    brief: str = Field(default="", sa_type=Text)
+    deadline: datetime = local_time(index=True)
+    all_units: bool = False
+    status: str = "open"  # open / closed
+    created_by: int = Field(foreign_key="member.id")
+    created_at: datetime = local_time()
+    closed_at: datetime | None = local_time(default=None)
+    closed_by: int | None = Field(default=None, foreign_key="member.id")
+    closed_reason: str | None = None  # manual / deadline
+
+    @property
+    def number(self) -> str:
+        return f"Y{self.id}"
+
+
+class TopicTarget(SQLModel, table=True):
+    __tablename__ = "topic_target"
+    topic_id: int = Field(foreign_key="topic.id", primary_key=True)
+    unit_id: int = Field(foreign_key="unit.id", primary_key=True)
+
+
+class TopicClaim(SQLModel, table=True):
+    __tablename__ = "topic_claim"
+    topic_id: int = Field(foreign_key="topic.id", primary_key=True)
+    unit_id: int = Field(foreign_key="unit.id", primary_key=True)
+    member_id: int = Field(foreign_key="member.id")
+    at: datetime = local_time()
+
+
+class ReminderLog(SQLModel, table=True):
+    """Every reminder sent to a unit: what about, which day. A unit is never
+    reminded of the same thing twice in one day (the unique key)."""
+
+    __tablename__ = "reminder_log"
+    __table_args__ = (UniqueConstraint("kind", "ref", "unit_id", "day"),)
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str  # topic / quota
+    ref: int  # the topic or quota id
+    unit_id: int = Field(foreign_key="unit.id", index=True)
+    day: str  # ISO date
+    stage: str  # 24h / 2h / manual ...
+    at: datetime = local_time()

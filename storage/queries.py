@@ -25,7 +25,11 @@ from .models import (
     OfficerTerm,
     Outbox,
     ProcessedEvent,
+    ReminderLog,
     Role,
+    Topic,
+    TopicClaim,
+    TopicTarget,
     Unit,
     UnitAlias,
     UnitKind,
@@ -63,6 +67,11 @@ class Units:
 
     async def find(self, text: str) -> Unit | None:
         """An active unit by exact name or alias."""
+        unit = await self.find_any(text)
+        return unit if unit is not None and unit.active else None
+
+    async def find_any(self, text: str) -> Unit | None:
+        """A unit by exact name or alias, retired ones included."""
         text = text.strip()
         unit = (await self.s.execute(select(Unit).where(Unit.name == text))).scalar_one_or_none()
         if unit is None:
@@ -73,7 +82,7 @@ class Units:
                     .where(UnitAlias.alias == text)
                 )
             ).scalar_one_or_none()
-        return unit if unit is not None and unit.active else None
+        return unit
 
     async def suggest(self, text: str, n: int = 3) -> list[str]:
         """Closest active unit names to a misspelt one."""
@@ -210,6 +219,18 @@ class Members:
             .order_by(Member.id)
         )
         return list((await self.s.execute(q)).scalars())
+
+    async def officers_by_unit(self, unit_ids: Iterable[int]) -> dict[int, list[Member]]:
+        ids = list(unit_ids)
+        q = (
+            select(Member)
+            .where(Member.role == Role.officer, Member.unit_id.in_(ids))
+            .order_by(Member.id)
+        )
+        out: dict[int, list[Member]] = {i: [] for i in ids}
+        for m in (await self.s.execute(q)).scalars():
+            out[m.unit_id].append(m)
+        return out
 
     async def terms(self, member_id: int) -> list[OfficerTerm]:
         q = select(OfficerTerm).where(OfficerTerm.member_id == member_id).order_by(OfficerTerm.id)
@@ -435,6 +456,90 @@ class FileJobs:
         return list((await self.s.execute(q)).scalars())
 
 
+class Topics:
+    def __init__(self, s: AsyncSession) -> None:
+        self.s = s
+
+    async def get(self, topic_id: int) -> Topic | None:
+        return await self.s.get(Topic, topic_id)
+
+    async def create(self, topic: Topic, targets: Sequence[Unit]) -> Topic:
+        self.s.add(topic)
+        await self.s.flush()
+        for unit in targets:
+            self.s.add(TopicTarget(topic_id=topic.id, unit_id=unit.id))
+        await self.s.flush()
+        return topic
+
+    async def open_topics(self) -> list[Topic]:
+        q = select(Topic).where(Topic.status == "open").order_by(Topic.deadline, Topic.id)
+        return list((await self.s.execute(q)).scalars())
+
+    async def targets(self, topic: Topic) -> list[Unit]:
+        """The units asked: the listed ones, or every active unit for an all-units topic."""
+        if topic.all_units:
+            q = select(Unit).where(Unit.active)
+        else:
+            q = (
+                select(Unit)
+                .join(TopicTarget, TopicTarget.unit_id == Unit.id)
+                .where(TopicTarget.topic_id == topic.id)
+            )
+        return list((await self.s.execute(q.order_by(Unit.id))).scalars())
+
+    async def answered_unit_ids(self, topic: Topic) -> set[int]:
+        q = (
+            select(Draft.unit_id)
+            .where(Draft.topic_ref == topic.number, Draft.status != DraftStatus.withdrawn)
+            .distinct()
+        )
+        return set((await self.s.execute(q)).scalars())
+
+    async def claims(self, topic: Topic) -> list[tuple[TopicClaim, Unit]]:
+        q = (
+            select(TopicClaim, Unit)
+            .join(Unit, Unit.id == TopicClaim.unit_id)
+            .where(TopicClaim.topic_id == topic.id)
+            .order_by(TopicClaim.at)
+        )
+        return [(c, u) for c, u in (await self.s.execute(q)).all()]
+
+    async def claim(self, topic: Topic, unit: Unit, member: Member, now: datetime) -> bool:
+        """Record the unit's claim; False if the unit had claimed it already."""
+        if await self.s.get(TopicClaim, (topic.id, unit.id)) is not None:
+            return False
+        self.s.add(TopicClaim(topic_id=topic.id, unit_id=unit.id, member_id=member.id, at=now))
+        return True
+
+    def close(self, topic: Topic, by: Member | None, reason: str, now: datetime) -> None:
+        topic.status, topic.closed_at, topic.closed_reason = "closed", now, reason
+        topic.closed_by = by.id if by else None
+
+
+class Reminders:
+    def __init__(self, s: AsyncSession) -> None:
+        self.s = s
+
+    async def sent_on(self, kind: str, ref: int, day: str) -> list[ReminderLog]:
+        q = select(ReminderLog).where(
+            ReminderLog.kind == kind, ReminderLog.ref == ref, ReminderLog.day == day
+        )
+        return list((await self.s.execute(q)).scalars())
+
+    def log(self, kind: str, ref: int, unit_ids: Iterable[int], stage: str, now: datetime) -> None:
+        for unit_id in unit_ids:
+            self.s.add(
+                ReminderLog(
+                    kind=kind,
+                    ref=ref,
+                    unit_id=unit_id,
+                    day=now.date().isoformat(),
+                    stage=stage,
+                    at=now,
+                )
+            )
+
+
 class Repo:
     """All query groups bound to one session (one transaction)."""
 
@@ -448,3 +553,5 @@ class Repo:
         self.outbox = OutboxQueue(session)
         self.collecting = Collecting(session)
         self.files = FileJobs(session)
+        self.topics = Topics(session)
+        self.reminders = Reminders(session)

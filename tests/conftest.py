@@ -9,7 +9,7 @@ import copy
 import itertools
 import json
 from collections.abc import AsyncIterator
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -131,6 +131,20 @@ class Harness:
     @property
     def clock(self) -> Clock:
         return self.bot.clock
+
+    async def close(self) -> None:
+        await self.client.close()
+
+    async def advance(self, **delta: float) -> None:
+        """Move the clock and let due scheduled jobs run (no real sleeping)."""
+        self.clock.advance(timedelta(**delta))
+        await self.bot.scheduler.run_due()
+        await self.settle()
+
+    async def advance_to(self, when: datetime) -> None:
+        self.clock.set(when)
+        await self.bot.scheduler.run_due()
+        await self.settle()
 
     async def post_raw(
         self, body: bytes, headers: dict[str, str] | None = None, path: str = "/onebot/v11/"
@@ -258,26 +272,31 @@ async def fake_onebot() -> AsyncIterator[FakeOneBot]:
 
 
 async def start_harness(
-    tmp_path: Path, fake: FakeOneBot, **overrides: Any
+    tmp_path: Path, fake: FakeOneBot, start: datetime = START, **overrides: Any
 ) -> tuple[Harness, TestServer]:
     overrides.setdefault("onebot__api_url", fake.url)
     config = make_config(tmp_path, **overrides)
-    bot = BotApp(config, clock=Clock(config.tz, frozen_at=START))
+    bot = BotApp(config, clock=Clock(config.tz, frozen_at=start))
     server = TestServer(make_web_app(bot))
     await server.start_server()
     client = aiohttp.ClientSession()
     return Harness(bot, client, str(server.make_url("")).rstrip("/"), fake), server
 
 
-@pytest.fixture
-async def group(tmp_path: Path, fake_onebot: FakeOneBot) -> AsyncIterator[Harness]:
-    """A running bot with the demo's coordinator and two registered officers."""
-    harness, server = await start_harness(tmp_path, fake_onebot)
+async def populate(harness: Harness) -> None:
+    """The coordinator adds two units and registers their officers, through the bot."""
     await harness.say(COORDINATOR, "/添加单位 城关镇 乡镇 城关", name="王科长")
     await harness.say(COORDINATOR, "/添加单位 经信局 部门", name="王科长")
     await harness.register(10020, "城关镇", "李明")
     await harness.register(10030, "经信局", "周强")
-    fake_onebot.clear()
+    harness.fake.clear()
+
+
+@pytest.fixture
+async def group(tmp_path: Path, fake_onebot: FakeOneBot) -> AsyncIterator[Harness]:
+    """A running bot with the demo's coordinator and two registered officers."""
+    harness, server = await start_harness(tmp_path, fake_onebot)
+    await populate(harness)
     yield harness
-    await harness.client.close()
+    await harness.close()
     await server.close()

@@ -1,0 +1,195 @@
+"""The scheduling facade on APScheduler 3.x.
+
+* Jobs live in a persistent SQLAlchemy job store in the bot's database, so
+  they survive restarts. Every job is one-shot (a date), computed by our own
+  calendar code (working days, quiet hours), with a stable id and
+  `replace_existing`.
+* The stored callable is always `bot.scheduler:run_job`, with the target as a
+  "module:function" string and int/str arguments; `run_job` resolves the
+  target and calls it with the running BotApp. `targets()` lists what the
+  store references so a test can check that every stored job still resolves.
+* misfire_grace_time is set per job to how long the job stays useful (a
+  deadline reminder: until the deadline); coalesce is on, so a job missed
+  while the bot was down runs once on restart if still useful, never twice.
+* Time comes from the injected clock: APScheduler reads `datetime.now` in
+  two modules, which we point at a clock-aware subclass. Tests and the
+  sandbox move the clock and call `run_due()`; nothing sleeps.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import apscheduler.executors.base as aps_executors
+import apscheduler.schedulers.base as aps_base
+from apscheduler.events import (
+    EVENT_JOB_ERROR,
+    EVENT_JOB_EXECUTED,
+    EVENT_JOB_MISSED,
+    JobExecutionEvent,
+)
+from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from .clock import Clock
+
+if TYPE_CHECKING:
+    from .app import BotApp
+
+log = logging.getLogger(__name__)
+
+JOB_TABLE = "apscheduler_jobs"
+_current_app: BotApp | None = None
+
+
+class _ClockDatetime(datetime):
+    """datetime whose now() follows the injected clock (APScheduler's only time source)."""
+
+    clock: Clock | None = None
+
+    @classmethod
+    def now(cls, tz=None):  # type: ignore[override]
+        if cls.clock is None:
+            return datetime.now(tz)
+        aware = cls.clock.aware_now()
+        return aware.astimezone(tz) if tz is not None else aware.replace(tzinfo=None)
+
+
+def _install_clock(clock: Clock | None) -> None:
+    _ClockDatetime.clock = clock
+    aps_base.datetime = _ClockDatetime if clock is not None else datetime
+    aps_executors.datetime = _ClockDatetime if clock is not None else datetime
+
+
+def sync_url(url: str) -> str:
+    """The job store is synchronous: the same database through a sync driver."""
+    if url.startswith("sqlite+aiosqlite"):
+        return "sqlite" + url[len("sqlite+aiosqlite") :]
+    if url.startswith("postgresql+asyncpg"):
+        return "postgresql+psycopg" + url[len("postgresql+asyncpg") :]
+    return url
+
+
+def resolve(target: str) -> Callable[..., Awaitable[None]]:
+    module, _, name = target.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+async def run_job(target: str, *args: Any) -> None:
+    """What every stored job calls: the target with the running app first."""
+    if _current_app is None:
+        log.error("job %s fired without a running bot", target)
+        return
+    await resolve(target)(_current_app, *args)
+
+
+class Scheduler:
+    def __init__(self, app: BotApp, database_url: str, clock: Clock) -> None:
+        self.app, self.clock = app, clock
+        self.scheduler = AsyncIOScheduler(
+            jobstores={
+                "default": SQLAlchemyJobStore(url=sync_url(database_url), tablename=JOB_TABLE)
+            },
+            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 3600},
+            timezone=clock.tz,
+        )
+
+    # ------------------------------------------------------------ lifecycle
+
+    def start(self) -> None:
+        global _current_app
+        _current_app = self.app
+        _install_clock(self.clock)
+        self.scheduler.add_listener(
+            self._on_job_done, EVENT_JOB_EXECUTED | EVENT_JOB_ERROR | EVENT_JOB_MISSED
+        )
+        self.scheduler.start()
+
+    def shutdown(self) -> None:
+        global _current_app
+        if self.scheduler.running:
+            self.scheduler.shutdown(wait=False)
+        _current_app = None
+        _install_clock(None)
+
+    # ------------------------------------------------------------ jobs
+
+    def at(
+        self,
+        job_id: str,
+        when: datetime,
+        target: str,
+        *args: int | str,
+        useful_until: datetime | None = None,
+    ) -> None:
+        """Run `target(app, *args)` at `when` (naive local time); replaces a job of the same id."""
+        grace = None
+        if useful_until is not None:
+            grace = max(int((useful_until - when).total_seconds()), 1)
+        self.scheduler.add_job(
+            run_job,
+            trigger="date",
+            run_date=when.replace(tzinfo=self.clock.tz),
+            args=[target, *args],
+            id=job_id,
+            name=target,
+            replace_existing=True,
+            misfire_grace_time=grace if grace is not None else 3600,
+        )
+        self.scheduler.wakeup()
+
+    def ensure(
+        self,
+        job_id: str,
+        when: datetime,
+        target: str,
+        *args: int | str,
+        useful_until: datetime | None = None,
+    ) -> None:
+        """Like `at`, but keeps an existing job (a recurring job's next run survives restarts)."""
+        if self.scheduler.get_job(job_id) is None:
+            self.at(job_id, when, target, *args, useful_until=useful_until)
+
+    def cancel(self, prefix: str) -> None:
+        """Remove every job whose id starts with `prefix`."""
+        for job in self.scheduler.get_jobs():
+            if job.id.startswith(prefix):
+                job.remove()
+
+    def upcoming(self) -> list[tuple[str, datetime]]:
+        """(job id, naive local run time), soonest first."""
+        jobs = [j for j in self.scheduler.get_jobs() if j.next_run_time is not None]
+        return [
+            (j.id, j.next_run_time.astimezone(self.clock.tz).replace(tzinfo=None)) for j in jobs
+        ]
+
+    def targets(self) -> list[str]:
+        return [job.args[0] for job in self.scheduler.get_jobs()]
+
+    async def run_due(self) -> None:
+        """Fire what is due by the clock now and wait until it has run and its
+        messages are delivered (tests and the sandbox call this after moving the clock)."""
+        executor = self.scheduler._lookup_executor("default")
+        for _ in range(20):  # a job may schedule another that is due at once
+            self.scheduler.wakeup()  # runs on the next loop iteration
+            await asyncio.sleep(0)
+            pending = list(executor._pending_futures)
+            if not pending:
+                break
+            await asyncio.gather(*pending, return_exceptions=True)
+        await self.app.sender.drained()
+
+    def _on_job_done(self, event: JobExecutionEvent) -> None:
+        if event.code == EVENT_JOB_MISSED:
+            log.warning(
+                "job %s missed its run time %s (no longer useful)",
+                event.job_id,
+                event.scheduled_run_time,
+            )
+        elif event.exception is not None:
+            log.error("job %s failed: %r", event.job_id, event.exception)
