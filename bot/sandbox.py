@@ -12,13 +12,14 @@ import itertools
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 from sqlalchemy import select
 
-from storage.models import Member, Role, Unit
+from storage.models import Member, Role, Topic, Unit
 
 from .app import BotApp
 from .clock import Clock
@@ -102,6 +103,7 @@ class Sandbox:
         app.router.add_get("/sandbox/state", self.state)
         app.router.add_post("/sandbox/say", self.say)
         app.router.add_post("/sandbox/upload", self.upload)
+        app.router.add_post("/sandbox/advance", self.advance)
         app.router.add_get("/sandbox/files/{file_id}", self.file)
         app.on_shutdown.append(self._release_waiters)
 
@@ -150,9 +152,11 @@ class Sandbox:
                 except TimeoutError:
                     pass
         bot = request.app[BOT_KEY]
+        upcoming = sorted(when for _, when in bot.scheduler.upcoming())
         return web.json_response(
             {
                 "now": bot.clock.now().strftime("%Y-%m-%d %H:%M"),
+                "next_job": upcoming[0].strftime("%Y-%m-%d %H:%M") if upcoming else None,
                 "members": await self._members(),
                 "lines": [line.as_dict() for line in self.lines if line.id > after],
             }
@@ -209,6 +213,35 @@ class Sandbox:
         await request.app[BOT_KEY].dispatcher.handle(event)
         return web.json_response({"ok": True})
 
+    async def advance(self, request: web.Request) -> web.Response:
+        """Fast-forward the sandbox clock (by minutes, or to the next scheduled job)
+        and run what became due, as if that time had passed."""
+        bot = request.app[BOT_KEY]
+        data = await request.json()
+        if data.get("to_next"):
+            upcoming = sorted(when for _, when in bot.scheduler.upcoming())
+            if not upcoming:
+                raise web.HTTPConflict(text="no scheduled job")
+            delta = max(upcoming[0] - bot.clock.now(), timedelta())
+        else:
+            minutes = int(data.get("minutes", 0))
+            if not 0 < minutes <= 60 * 24 * 31:
+                raise web.HTTPBadRequest(text="minutes must be 1..44640")
+            delta = timedelta(minutes=minutes)
+        bot.clock.advance(delta)
+        await bot.scheduler.run_due()
+        await bot.tick()
+        await self._append_clock_note(bot)
+        return web.json_response({"now": bot.clock.now().strftime("%Y-%m-%d %H:%M")})
+
+    async def _append_clock_note(self, bot: BotApp) -> None:
+        await self._append(
+            "system",
+            "clock",
+            self.group_id,
+            bot.renderer.text("sandbox_clock.txt.j2", now=bot.clock.now()),
+        )
+
     async def file(self, request: web.Request) -> web.Response:
         entry = self.files.get(request.match_info["file_id"])
         if entry is None:
@@ -255,6 +288,14 @@ def make_demo_app(
     async def lifecycle(_app: web.Application) -> AsyncIterator[None]:
         await bot.start()
         seeded = await demo.seed(bot.db, bot.clock.now())
+        if seeded:
+            from handlers.topics import schedule_topic
+
+            async with bot.db.reader() as s:
+                for topic in (
+                    await s.execute(select(Topic).where(Topic.status == "open"))
+                ).scalars():
+                    schedule_topic(bot, topic.id, topic.deadline)
         if on_start:
             on_start(bot, seeded)
         yield

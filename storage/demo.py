@@ -10,7 +10,18 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, select
 
 from .db import Database
-from .models import Draft, DraftEvent, Member, OfficerTerm, Role, Unit, UnitAlias, UnitKind
+from .models import (
+    Draft,
+    DraftEvent,
+    Member,
+    OfficerTerm,
+    Role,
+    Topic,
+    TopicTarget,
+    Unit,
+    UnitAlias,
+    UnitKind,
+)
 from .queries import char_count, content_hash
 
 BOT_ID = 3300000001
@@ -127,4 +138,42 @@ async def seed(db: Database, now: datetime) -> bool:
                         DraftEvent(draft_id=draft.id, action="submit", actor_id=member.id, at=when)
                     )
             day += timedelta(days=1)
+        # an open topic due in a few days, one unit has answered already
+        coordinator = (
+            await s.execute(select(Member).where(Member.im_id == min(COORDINATORS)))
+        ).scalar_one()
+        topic = Topic(
+            title="关于冬季安全生产的经验做法",
+            brief="请重点反映隐患排查治理的新举措、新成效，每篇1500字以内。",
+            deadline=(now + timedelta(days=3)).replace(hour=17, minute=0, second=0, microsecond=0),
+            created_by=coordinator.id,
+            created_at=now - timedelta(days=2),
+        )
+        s.add(topic)
+        await s.flush()
+        by_name = {unit.name: (unit, member) for unit, member in officers}
+        for name in ("城关镇", "文江镇", "经信局", "应急管理局"):
+            s.add(TopicTarget(topic_id=topic.id, unit_id=by_name[name][0].id))
+        unit, member = by_name["经信局"]
+        title, body = "经信局“三查三改”推进工业企业冬季安全生产", BODY.format(u="经信局", n=12)
+        answer = Draft(
+            unit_id=unit.id,
+            submitter_id=member.id,
+            title=title,
+            body=body,
+            char_count=char_count(body),
+            category="经验",
+            topic_ref=topic.number,
+            source="group",
+            group_id=GROUP_ID,
+            content_hash=content_hash(title, body),
+            submitted_at=now - timedelta(days=1),
+        )
+        s.add(answer)
+        await s.flush()
+        s.add(
+            DraftEvent(
+                draft_id=answer.id, action="submit", actor_id=member.id, at=answer.submitted_at
+            )
+        )
     return True
