@@ -7,7 +7,7 @@ import logging
 from collections.abc import Iterable
 from datetime import timedelta
 
-from handlers import ROUTERS, drafts, files
+from handlers import ROUTERS, drafts, files, standings
 from storage import migrate
 from storage.db import Database
 from storage.queries import Repo
@@ -18,6 +18,7 @@ from .context import message_segments
 from .dispatcher import Dispatcher
 from .render import Renderer
 from .router import CommandTable
+from .rules import load_rules
 from .scheduler import Scheduler
 from .sender import Sender
 from .transport import HttpApi, ReverseWsHub, Transport
@@ -36,6 +37,9 @@ class BotApp:
         self.clock = clock or Clock(config.tz)
         self.db = Database(database_url(config))
         self.renderer = Renderer({"county": config.bot.county, "bulletin": config.bot.bulletin})
+        self.rules = load_rules(
+            config.base_dir / config.bot.scoring if config.bot.scoring else None
+        )
         self.commands = CommandTable(ROUTERS)
         self.groups = set(config.onebot.groups)
         timeout = float(config.onebot.api_timeout_seconds)
@@ -72,6 +76,7 @@ class BotApp:
             self.spawn(files.download(self, job_id))
         self.sender.start()
         self.scheduler.start()
+        standings.ensure_report_jobs(self)
         if tick:
             self._ticker = asyncio.create_task(self._tick_forever(), name="ticker")
 

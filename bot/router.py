@@ -105,17 +105,19 @@ class CommandTable:
     def lookup(self, word: str) -> CommandSpec | None:
         return self.by_word.get(word.lower())
 
-    def nearest(self, word: str) -> str | None:
-        """The command name closest to a mistyped word."""
-        names = [s.name for s in self.specs]
-        close = difflib.get_close_matches(
-            word, names + [a for s in self.specs for a in s.aliases], n=1, cutoff=0.3
-        )
-        if close:
-            spec = self.lookup(close[0])
-            return spec.name if spec else None
-        prefix = [n for n in names if word and (n.startswith(word[:1]) or word in n)]
-        return prefix[0] if prefix else None
+    def nearest(self, word: str, role: Role | None = None) -> str | None:
+        """The command name closest to a mistyped word, preferring what `role` may use
+        and names that start like the word."""
+        specs = self.permitted(role) if role is not None else self.specs
+        best, best_score = None, 0.0
+        for spec in specs or self.specs:
+            for candidate in (spec.name, *spec.aliases):
+                score = difflib.SequenceMatcher(None, word.lower(), candidate.lower()).ratio()
+                if candidate[:1] == word[:1]:
+                    score += 0.2
+                if score > best_score:
+                    best, best_score = spec.name, score
+        return best if best_score >= 0.4 else None
 
     def permitted(self, role: Role) -> list[CommandSpec]:
         return [s for s in self.specs if role in s.roles]

@@ -69,6 +69,19 @@ class Sandbox:
             else:
                 await self._append("private", "bot", int(params["user_id"]), text)
             return ApiResult("ok", {"message_id": next(self._message_ids)})
+        if action in ("upload_group_file", "upload_private_file"):
+            chat, peer = (
+                ("group", int(params["group_id"]))
+                if action == "upload_group_file"
+                else ("private", int(params["user_id"]))
+            )
+            await self._append(
+                chat,
+                "bot",
+                peer,
+                self.bot.renderer.text("sandbox_file.txt.j2", name=params["name"]),
+            )
+            return ApiResult("ok", {"file_id": params["name"]})
         if action in ("get_group_file_url", "get_file"):
             file_id = params.get("file_id", "")
             if file_id not in self.files:

@@ -1,5 +1,12 @@
 """One module per workflow. Routers are included here, explicitly, in one list."""
 
-from . import drafts, help, registration, topics
+from . import drafts, help, registration, review, standings, topics
 
-ROUTERS = [help.router, registration.router, drafts.router, topics.router]
+ROUTERS = [
+    help.router,
+    registration.router,
+    drafts.router,
+    topics.router,
+    review.router,
+    standings.router,
+]

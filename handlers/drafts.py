@@ -23,6 +23,7 @@ router = Router("drafts")
 
 MAX_TITLE_CHARS = 80
 _TOPIC_TAG = re.compile(r"^(?:[Yy]|约稿)(\d{1,9})$")
+_REVISION_TAG = re.compile(r"^(?:[Gg]|修改|改)(\d{1,12})$")
 
 
 @dataclass
@@ -30,6 +31,7 @@ class Tags:
     category: str = "动态"
     urgent: bool = False
     topic_ref: str | None = None
+    revision_of: int | None = None  # #G12: a revision of returned draft G12
 
 
 def parse_tags(tags: list[str]) -> Tags:
@@ -38,8 +40,11 @@ def parse_tags(tags: list[str]) -> Tags:
     categories = []
     for tag in tags:
         m = _TOPIC_TAG.match(tag)
+        r = _REVISION_TAG.match(tag)
         if m:
             out.topic_ref = f"Y{int(m.group(1))}"
+        elif r:
+            out.revision_of = int(r.group(1))
         elif tag == "紧急":
             out.urgent = True
         elif tag in CATEGORIES:
@@ -68,11 +73,25 @@ async def check_flood(ctx: Context) -> None:
 
 
 async def register_draft(ctx: Context, draft: Draft) -> Draft:
-    """Store a new draft (refusing an exact duplicate of the unit's) and queue the receipt."""
+    """Store a new draft (refusing an exact duplicate of the unit's) and queue the receipt.
+    A revision of a returned draft (#G12, or the same title) is linked to it."""
     duplicate = await ctx.repo.drafts.duplicate_of(draft.unit_id, draft.content_hash)
     if duplicate is not None:
         raise Refusal("draft_duplicate.txt.j2", existing=duplicate)
+    if draft.revision_of is not None:
+        original = await ctx.repo.drafts.get(draft.revision_of)
+        if (
+            original is None
+            or original.unit_id != draft.unit_id
+            or original.status != DraftStatus.returned
+        ):
+            raise Refusal("revision_invalid.txt.j2", number=f"G{draft.revision_of}")
+    else:
+        original = await ctx.repo.drafts.returned_with_title(draft.unit_id, draft.title)
+        draft.revision_of = original.id if original else None
     await ctx.repo.drafts.create(draft, ctx.member)
+    if original is not None:
+        await ctx.repo.drafts.record(original, "revised", ctx.member, ctx.now, draft.number)
     await send_receipt(ctx, draft)
     return draft
 
@@ -109,6 +128,7 @@ def _new_draft(ctx: Context, title: str, body: str, tags: Tags, source: str) -> 
         category=tags.category,
         urgent=tags.urgent,
         topic_ref=tags.topic_ref,
+        revision_of=tags.revision_of,
         source=source,
         group_id=ctx.event.group_id,
         content_hash=content_hash(title, body),

@@ -15,7 +15,9 @@ async def show_help(ctx: Context, cmd: Command) -> None:
         word = cmd.words[0].lstrip("/／")
         spec = table.lookup(word)
         if spec is None:
-            raise Refusal("unknown_command.txt.j2", word=word, nearest=table.nearest(word))
+            raise Refusal(
+                "unknown_command.txt.j2", word=word, nearest=table.nearest(word, ctx.role)
+            )
         ctx.reply(
             "help_command.txt.j2",
             name=spec.name,

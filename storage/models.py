@@ -252,3 +252,66 @@ class ReminderLog(SQLModel, table=True):
     day: str  # ISO date
     stage: str  # 24h / 2h / manual ...
     at: datetime = local_time()
+
+
+class Adoption(SQLModel, table=True):
+    """采用: one row per outlet that adopted a draft; a wrong entry is revoked, not deleted."""
+
+    __table_args__ = (Index("ix_adoption_at_unit", "at", "unit_id", "level"),)
+    id: int | None = Field(default=None, primary_key=True)
+    draft_id: int = Field(foreign_key="draft.id", index=True)
+    unit_id: int = Field(foreign_key="unit.id", index=True)
+    outlet: str
+    level: str  # county / city / province / national
+    form: str  # full / excerpt / combined
+    issue: str | None = None  # 第N期
+    at: datetime = local_time()
+    by: int = Field(foreign_key="member.id")
+    revoked_at: datetime | None = local_time(default=None)
+    revoked_by: int | None = Field(default=None, foreign_key="member.id")
+
+
+class Forward(SQLModel, table=True):
+    """上报: the county forwarded a draft to the province or the State Council office."""
+
+    __table_args__ = (UniqueConstraint("draft_id", "level"),)
+    id: int | None = Field(default=None, primary_key=True)
+    draft_id: int = Field(foreign_key="draft.id", index=True)
+    unit_id: int = Field(foreign_key="unit.id")
+    level: str  # province / national
+    at: datetime = local_time()
+    by: int = Field(foreign_key="member.id")
+
+
+class Instruction(SQLModel, table=True):
+    """领导批示 on a draft."""
+
+    __table_args__ = (Index("ix_instruction_at_unit", "at", "unit_id"),)
+    id: int | None = Field(default=None, primary_key=True)
+    draft_id: int = Field(foreign_key="draft.id", index=True)
+    unit_id: int = Field(foreign_key="unit.id")
+    level: str  # county / city / province / national
+    main: bool = False  # by the principal leader
+    note: str | None = None
+    at: datetime = local_time()
+    by: int = Field(foreign_key="member.id")
+
+
+class PointsEntry(SQLModel, table=True):
+    """积分: every points-bearing event, with the rule version it was computed with.
+    Standings are sums of these rows; `void` marks a revoked entry (history kept)."""
+
+    __tablename__ = "points"
+    __table_args__ = (
+        Index("ix_points_at_unit", "at", "unit_id", "points"),
+        Index("ix_points_unit_at", "unit_id", "at"),
+    )
+    id: int | None = Field(default=None, primary_key=True)
+    unit_id: int = Field(foreign_key="unit.id")
+    draft_id: int | None = Field(default=None, foreign_key="draft.id", index=True)
+    kind: str  # adoption / forwarded / instruction / topic_bonus / urgent_bonus / topic_missed / urgent_late / base
+    ref_id: int | None = None  # the adoption, forward, instruction or topic
+    points: float
+    rule_version: str
+    at: datetime = local_time()
+    void: bool = False

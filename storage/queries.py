@@ -15,15 +15,19 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from .models import (
+    Adoption,
     BindRequest,
     CollectSession,
     Draft,
     DraftEvent,
     DraftStatus,
     FileJob,
+    Forward,
+    Instruction,
     Member,
     OfficerTerm,
     Outbox,
+    PointsEntry,
     ProcessedEvent,
     ReminderLog,
     Role,
@@ -335,6 +339,12 @@ class Drafts:
         )
         return [(e, m) for e, m in (await self.s.execute(q)).all()]
 
+    async def returned_with_title(self, unit_id: int, title: str) -> Draft | None:
+        q = select(Draft).where(
+            Draft.unit_id == unit_id, Draft.status == DraftStatus.returned, Draft.title == title
+        )
+        return (await self.s.execute(q.order_by(Draft.id.desc()))).scalars().first()
+
     async def awaiting_file(self, unit_id: int, name: str) -> Draft | None:
         q = select(Draft).where(
             Draft.unit_id == unit_id,
@@ -540,6 +550,89 @@ class Reminders:
             )
 
 
+class Reviews:
+    """Adoptions, forwarding, instructions and the points ledger of drafts."""
+
+    def __init__(self, s: AsyncSession) -> None:
+        self.s = s
+
+    async def adoptions(self, draft_id: int, include_revoked: bool = False) -> list[Adoption]:
+        q = select(Adoption).where(Adoption.draft_id == draft_id)
+        if not include_revoked:
+            q = q.where(Adoption.revoked_at.is_(None))
+        return list((await self.s.execute(q.order_by(Adoption.id))).scalars())
+
+    async def active_adoption(self, draft_id: int, outlet: str) -> Adoption | None:
+        q = select(Adoption).where(
+            Adoption.draft_id == draft_id, Adoption.outlet == outlet, Adoption.revoked_at.is_(None)
+        )
+        return (await self.s.execute(q)).scalars().first()
+
+    async def add(self, row: Adoption | Forward | Instruction) -> None:
+        self.s.add(row)
+        await self.s.flush()
+
+    async def forward(self, draft_id: int, level: str) -> Forward | None:
+        q = select(Forward).where(Forward.draft_id == draft_id, Forward.level == level)
+        return (await self.s.execute(q)).scalar_one_or_none()
+
+    async def forwards(self, draft_id: int) -> list[Forward]:
+        return list(
+            (await self.s.execute(select(Forward).where(Forward.draft_id == draft_id))).scalars()
+        )
+
+    async def instructions(self, draft_id: int) -> list[Instruction]:
+        q = select(Instruction).where(Instruction.draft_id == draft_id).order_by(Instruction.id)
+        return list((await self.s.execute(q)).scalars())
+
+    def add_points(
+        self,
+        unit_id: int,
+        draft_id: int | None,
+        kind: str,
+        ref_id: int | None,
+        points: float,
+        version: str,
+        at: datetime,
+    ) -> PointsEntry:
+        entry = PointsEntry(
+            unit_id=unit_id,
+            draft_id=draft_id,
+            kind=kind,
+            ref_id=ref_id,
+            points=points,
+            rule_version=version,
+            at=at,
+        )
+        self.s.add(entry)
+        return entry
+
+    async def void_points(self, kind: str, ref_id: int) -> None:
+        await self.s.execute(
+            update(PointsEntry)
+            .where(PointsEntry.kind == kind, PointsEntry.ref_id == ref_id)
+            .values(void=True)
+        )
+
+    async def points_entries(self, draft_id: int) -> list[PointsEntry]:
+        q = (
+            select(PointsEntry)
+            .where(PointsEntry.draft_id == draft_id, PointsEntry.void.is_(False))
+            .order_by(PointsEntry.id)
+        )
+        return list((await self.s.execute(q)).scalars())
+
+    async def draft_points(self, draft_ids: Sequence[int]) -> dict[int, float]:
+        if not draft_ids:
+            return {}
+        q = (
+            select(PointsEntry.draft_id, func.sum(PointsEntry.points))
+            .where(PointsEntry.draft_id.in_(list(draft_ids)), PointsEntry.void.is_(False))
+            .group_by(PointsEntry.draft_id)
+        )
+        return {d: float(p) for d, p in (await self.s.execute(q)).all()}
+
+
 class Repo:
     """All query groups bound to one session (one transaction)."""
 
@@ -555,3 +648,4 @@ class Repo:
         self.files = FileJobs(session)
         self.topics = Topics(session)
         self.reminders = Reminders(session)
+        self.reviews = Reviews(session)

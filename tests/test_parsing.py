@@ -114,4 +114,8 @@ def test_chat_is_not_a_command():
         assert parse(text) is None, text
     assert parse("", mention_bot=True) is None
     unknown = parse("/报告 x")
-    assert unknown.spec is None and TABLE.nearest("报告") == "报送"
+    from storage.models import Role
+
+    assert unknown.spec is None and TABLE.nearest("报告", Role.officer) == "报送"
+    assert TABLE.nearest("约搞", Role.coordinator) == "约稿"
+    assert TABLE.nearest("hlep") == "帮助"

@@ -85,14 +85,16 @@ async def test_fast_forward_fires_the_seeded_topic_reminder(demo_site):
         page = await browser.new_page(viewport={"width": 1200, "height": 800})
         await page.goto(demo_site + "/")
         await expect(page.locator("#next-job")).not_to_have_text("下一个定时任务：—")
-        await page.click("#ff-next")  # the 24 h reminder of the seeded topic Y1
         reminder = page.locator(
             ".line.bot .text", has_text="【约稿提醒】Y1《关于冬季安全生产的经验做法》"
         )
-        await expect(reminder).to_have_count(1, timeout=10_000)
+        notes = page.locator(".line.system .text", has_text="沙盒时间已快进到")
+        for clicks in range(1, 6):  # the weekly report may come first
+            await page.click("#ff-next")
+            await expect(notes).to_have_count(clicks, timeout=10_000)
+            if await reminder.count():
+                break
+        await expect(reminder).to_have_count(1)
         text = await reminder.inner_text()
         assert "城关镇" in text and "文江镇" in text and "经信局" not in text  # 经信局 answered
-        await expect(page.locator(".line.system .text", has_text="沙盒时间已快进到")).to_have_count(
-            1
-        )
         await browser.close()

@@ -23,7 +23,7 @@ async def topics(group) -> list[Topic]:
 
 
 def jobs(group) -> dict[str, datetime]:
-    return dict(group.bot.scheduler.upcoming())
+    return {k: v for k, v in group.bot.scheduler.upcoming() if k.startswith("topic:")}
 
 
 async def test_publish_from_fullwidth_fixture_mentions_target_officers(group):

@@ -1,0 +1,213 @@
+"""Standings: per unit and period, from SQL aggregates over indexed columns.
+
+No query here reads individual drafts into Python: each figure is one
+GROUP BY over an index (draft by submission time, adoptions, instructions
+and points by date), and the loop in Python is over units only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from .models import Adoption, Draft, DraftStatus, Instruction, PointsEntry, Unit
+
+LEVELS = ("county", "city", "province", "national")
+NOT_COUNTED = (DraftStatus.withdrawn, DraftStatus.awaiting_file)
+
+
+@dataclass(frozen=True)
+class Period:
+    kind: str  # week / month / quarter / year
+    start: datetime
+    end: datetime  # exclusive
+
+    @property
+    def last_day(self) -> date:
+        return (self.end - timedelta(days=1)).date()
+
+
+def period_containing(kind: str, moment: datetime) -> Period:
+    day = moment.date()
+    if kind == "week":
+        start = day - timedelta(days=day.weekday())
+        end = start + timedelta(days=7)
+    elif kind == "month":
+        start = day.replace(day=1)
+        end = (start + timedelta(days=32)).replace(day=1)
+    elif kind == "quarter":
+        start = date(day.year, 3 * ((day.month - 1) // 3) + 1, 1)
+        end = (start + timedelta(days=95)).replace(day=1)
+    elif kind == "year":
+        start, end = date(day.year, 1, 1), date(day.year + 1, 1, 1)
+    else:
+        raise ValueError(kind)
+    return Period(
+        kind,
+        datetime.combine(start, datetime.min.time()),
+        datetime.combine(end, datetime.min.time()),
+    )
+
+
+def previous(period: Period) -> Period:
+    return period_containing(period.kind, period.start - timedelta(days=1))
+
+
+@dataclass
+class UnitStanding:
+    unit_id: int
+    name: str
+    kind: str
+    submitted: int = 0
+    adopted: dict[str, int] = field(default_factory=lambda: dict.fromkeys(LEVELS, 0))
+    instructions: int = 0
+    points: float = 0.0
+    rank: int = 0
+    previous_rank: int | None = None
+
+    @property
+    def adopted_total(self) -> int:
+        return sum(self.adopted.values())
+
+    @property
+    def rank_change(self) -> int | None:
+        """Places moved up since the comparison (negative: down)."""
+        return None if self.previous_rank is None else self.previous_rank - self.rank
+
+
+def _ranks(points: dict[int, float]) -> dict[int, int]:
+    """Competition ranking by points: ties share a rank (并列), the next rank skips."""
+    ordered = sorted(points.items(), key=lambda kv: -kv[1])
+    ranks, last, rank = {}, None, 0
+    for i, (unit_id, p) in enumerate(ordered, 1):
+        if p != last:
+            rank, last = i, p
+        ranks[unit_id] = rank
+    return ranks
+
+
+async def _points(s: AsyncSession, start: datetime, end: datetime) -> dict[int, float]:
+    q = (
+        select(PointsEntry.unit_id, func.sum(PointsEntry.points))
+        .where(PointsEntry.at >= start, PointsEntry.at < end, PointsEntry.void.is_(False))
+        .group_by(PointsEntry.unit_id)
+    )
+    return {u: round(float(p), 2) for u, p in (await s.execute(q)).all()}
+
+
+async def standings(
+    s: AsyncSession, start: datetime, end: datetime, compare_end: datetime | None = None
+) -> list[UnitStanding]:
+    """Every active unit's figures in [start, end), ranked by points; with
+    `compare_end`, `previous_rank` is the rank over [start, compare_end) (the
+    movement of a year-to-date ranking since the start of the week)."""
+    units = (
+        await s.execute(select(Unit.id, Unit.name, Unit.kind).where(Unit.active).order_by(Unit.id))
+    ).all()
+    rows = {u: UnitStanding(u, name, kind) for u, name, kind in units}
+    submitted = (
+        select(Draft.unit_id, func.count())
+        .where(
+            Draft.submitted_at >= start, Draft.submitted_at < end, Draft.status.not_in(NOT_COUNTED)
+        )
+        .group_by(Draft.unit_id)
+    )
+    for unit_id, n in (await s.execute(submitted)).all():
+        if unit_id in rows:
+            rows[unit_id].submitted = n
+    adopted = (
+        select(Adoption.unit_id, Adoption.level, func.count())
+        .where(Adoption.at >= start, Adoption.at < end, Adoption.revoked_at.is_(None))
+        .group_by(Adoption.unit_id, Adoption.level)
+    )
+    for unit_id, level, n in (await s.execute(adopted)).all():
+        if unit_id in rows:
+            rows[unit_id].adopted[level] = n
+    instructions = (
+        select(Instruction.unit_id, func.count())
+        .where(Instruction.at >= start, Instruction.at < end)
+        .group_by(Instruction.unit_id)
+    )
+    for unit_id, n in (await s.execute(instructions)).all():
+        if unit_id in rows:
+            rows[unit_id].instructions = n
+    for unit_id, p in (await _points(s, start, end)).items():
+        if unit_id in rows:
+            rows[unit_id].points = p
+    for unit_id, rank in _ranks({u: r.points for u, r in rows.items()}).items():
+        rows[unit_id].rank = rank
+    if compare_end is not None:
+        before = await _points(s, start, compare_end)
+        for unit_id, rank in _ranks({u: before.get(u, 0.0) for u in rows}).items():
+            rows[unit_id].previous_rank = rank
+    return sorted(rows.values(), key=lambda r: (r.rank, r.name))
+
+
+def has_data(rows: list[UnitStanding]) -> bool:
+    return any(r.submitted or r.adopted_total or r.instructions or r.points for r in rows)
+
+
+async def last_activity(
+    s: AsyncSession, unit_ids: list[int], before: datetime, column: str
+) -> dict[int, datetime | None]:
+    """The last submission (`column="draft"`) or adoption (`"adoption"`) before `before`, per unit."""
+    if not unit_ids:
+        return {}
+    if column == "draft":
+        q = select(Draft.unit_id, func.max(Draft.submitted_at)).where(
+            Draft.unit_id.in_(unit_ids),
+            Draft.submitted_at < before,
+            Draft.status.not_in(NOT_COUNTED),
+        )
+        group = Draft.unit_id
+    else:
+        q = select(Adoption.unit_id, func.max(Adoption.at)).where(
+            Adoption.unit_id.in_(unit_ids), Adoption.at < before, Adoption.revoked_at.is_(None)
+        )
+        group = Adoption.unit_id
+    found = dict((await s.execute(q.group_by(group))).all())
+    return {u: found.get(u) for u in unit_ids}
+
+
+async def units_created(s: AsyncSession, unit_ids: list[int]) -> dict[int, datetime]:
+    return dict(
+        (await s.execute(select(Unit.id, Unit.created_at).where(Unit.id.in_(unit_ids)))).all()
+    )
+
+
+async def weeks_without_submission(
+    s: AsyncSession, unit_ids: list[int], week: Period
+) -> dict[int, int]:
+    """For units with no submission in `week`: how many weeks running, ending with it."""
+    last = await last_activity(s, unit_ids, week.end, "draft")
+    created = await units_created(s, unit_ids)
+    out = {}
+    for unit_id, when in last.items():
+        since = (
+            period_containing("week", when).end
+            if when
+            else period_containing("week", created[unit_id]).start
+        )
+        out[unit_id] = max((week.end - since).days // 7, 1)
+    return out
+
+
+async def months_without_adoption(
+    s: AsyncSession, unit_ids: list[int], month: Period
+) -> dict[int, int]:
+    """Months running, ending with `month`, in which the unit had no adoption."""
+    last = await last_activity(s, unit_ids, month.end, "adoption")
+    created = await units_created(s, unit_ids)
+    out = {}
+    for unit_id, when in last.items():
+        since = (
+            period_containing("month", when).end
+            if when
+            else period_containing("month", created[unit_id]).start
+        )
+        months = (month.end.year - since.year) * 12 + month.end.month - since.month
+        out[unit_id] = max(months, 0)
+    return out
