@@ -79,20 +79,98 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
+    config = _load_config(args.config)
+
+    async def nothing(db) -> None:
+        return None
+
+    _run_with_db(config, nothing)
+    say("upgraded", url=database_url(config))
+    return 0
+
+
+PERIODS = {
+    "周": "week",
+    "月": "month",
+    "季": "quarter",
+    "年": "year",
+    "week": "week",
+    "month": "month",
+    "quarter": "quarter",
+    "year": "year",
+}
+
+
+def _run_with_db(config: Config, work):
+    """Run `work(db)` on a migrated database and close it."""
     from storage import migrate
     from storage.db import Database
 
-    config = _load_config(args.config)
-
-    async def run() -> None:
+    async def run():
         db = Database(database_url(config))
         try:
             await migrate.upgrade(db.engine)
+            return await work(db)
         finally:
             await db.close()
 
-    asyncio.run(run())
-    say("upgraded", url=database_url(config))
+    return asyncio.run(run())
+
+
+def cmd_rescore(args: argparse.Namespace) -> int:
+    from datetime import date, datetime
+
+    from handlers.scoring import rescore
+
+    from .rules import load_rules
+
+    config = _load_config(args.config)
+    rules = load_rules(config.base_dir / config.bot.scoring if config.bot.scoring else None)
+    since = datetime.combine(date.fromisoformat(args.from_date), datetime.min.time())
+    changes = _run_with_db(config, lambda db: rescore(db, rules, since, apply=not args.dry_run))
+    for c in changes:
+        say("rescore_change", change=c, version=rules.version)
+    say("rescore_summary", count=len(changes), since=since, version=rules.version, dry_run=args.dry_run,
+        delta=round(sum(c.new_points - c.old_points for c in changes), 2))  # fmt: skip
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from datetime import date, datetime, timedelta
+
+    from handlers.export import write_workbook
+    from storage.standings import period_containing
+
+    config = _load_config(args.config)
+    day = date.fromisoformat(args.date) if args.date else date.today()
+    period = period_containing(PERIODS[args.period], datetime.combine(day, datetime.min.time()))
+    end = min(period.end, datetime.combine(day, datetime.min.time()) + timedelta(days=1))
+
+    async def work(db):
+        async with db.reader() as s:
+            return await write_workbook(
+                s, config.bot.county, period.kind, period.start, end, Path.cwd(), Path(args.out)
+            )
+
+    path = _run_with_db(config, work)
+    say("export_done", path=path)
+    return 0
+
+
+def cmd_standings(args: argparse.Namespace) -> int:
+    from handlers.standings import ranking
+    from storage.queries import Repo
+
+    from .app import BotApp
+
+    config = _load_config(args.config)
+    bot = BotApp(config)
+
+    async def work(db):
+        async with db.reader() as s:
+            return await ranking(bot, Repo(s), PERIODS[args.period], None)
+
+    print(_run_with_db(config, work))
     return 0
 
 
@@ -117,6 +195,28 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--db", default="xinxibot-demo.db")
     s.add_argument("--fresh", action="store_true", help="start from a new demo database")
     s.set_defaults(func=cmd_demo)
+
+    s = sub.add_parser(
+        "rescore", help="recompute points under the current rule file and print what changed"
+    )
+    s.add_argument(
+        "--from", dest="from_date", required=True, help="first date to recompute, YYYY-MM-DD"
+    )
+    s.add_argument("--dry-run", action="store_true", help="print the changes without saving them")
+    s.add_argument("--config")
+    s.set_defaults(func=cmd_rescore)
+
+    s = sub.add_parser("export", help="Excel workbook of standings and drafts")
+    s.add_argument("--period", choices=sorted(PERIODS), default="month")
+    s.add_argument("--date", help="a day in the period (default: today)")
+    s.add_argument("--out", required=True, help="output .xlsx path")
+    s.add_argument("--config")
+    s.set_defaults(func=cmd_export)
+
+    s = sub.add_parser("standings", help="print the ranking of the current period")
+    s.add_argument("--period", choices=sorted(PERIODS), default="year")
+    s.add_argument("--config")
+    s.set_defaults(func=cmd_standings)
 
     s = sub.add_parser("db", help="database maintenance")
     db_sub = s.add_subparsers(dest="db_command", required=True)

@@ -37,10 +37,11 @@ def instruction_points(rules: Rules, level: str, main: bool, first_of_level: boo
     return rules.instruction[level] + (rules.main_leader_extra if main else 0.0)
 
 
-@dataclass
+@dataclass(frozen=True)
 class Change:
-    entry: PointsEntry
-    draft: Draft | None
+    at: datetime
+    number: str | None  # the draft's G number, if the row belongs to a draft
+    kind: str
     old_points: float
     old_version: str
     new_points: float
@@ -60,7 +61,10 @@ async def rescore(db: Database, rules: Rules, since: datetime, apply: bool = Tru
             draft = await s.get(Draft, entry.draft_id) if entry.draft_id else None
             new = await _expected(s, rules, entry, draft)
             if new != entry.points or entry.rule_version != rules.version:
-                changes.append(Change(entry, draft, entry.points, entry.rule_version, new))
+                number = draft.number if draft else None
+                changes.append(
+                    Change(entry.at, number, entry.kind, entry.points, entry.rule_version, new)
+                )
                 if apply:
                     entry.points, entry.rule_version = new, rules.version
         if not apply:

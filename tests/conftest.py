@@ -285,6 +285,7 @@ async def start_harness(
 
 async def populate(harness: Harness) -> None:
     """The coordinator adds two units and registers their officers, through the bot."""
+    harness.names[COORDINATOR] = "王科长"
     await harness.say(COORDINATOR, "/添加单位 城关镇 乡镇 城关", name="王科长")
     await harness.say(COORDINATOR, "/添加单位 经信局 部门", name="王科长")
     await harness.register(10020, "城关镇", "李明")
