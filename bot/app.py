@@ -60,12 +60,15 @@ class BotApp:
         self.collecting: set[tuple[str | None, int, int]] = set()
         self._tasks: set[asyncio.Task] = set()
         self._ticker: asyncio.Task | None = None
+        self._analyzed_on = None  # the day the planner statistics were last refreshed
 
     # ------------------------------------------------------------ lifecycle
 
     async def start(self, tick: bool = True) -> None:
         await migrate.upgrade(self.db.engine)
         now = self.clock.now()
+        await self.db.optimize()
+        self._analyzed_on = now.date()
         async with self.db.transaction() as s:
             repo = Repo(s)
             for im_id in sorted(self.config.coordinator_ids):
@@ -108,8 +111,12 @@ class BotApp:
 
     async def tick(self) -> None:
         """Time-driven housekeeping; tests call it after moving the clock."""
+        now = self.clock.now()
         idle = timedelta(minutes=self.config.limits.collect_idle_minutes)
-        await drafts.prompt_idle_collections(self, self.clock.now() - idle)
+        await drafts.prompt_idle_collections(self, now - idle)
+        if self._analyzed_on != now.date():
+            self._analyzed_on = now.date()
+            await self.db.optimize()
 
     # ------------------------------------------------------------ outgoing
 

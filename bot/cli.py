@@ -149,7 +149,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     async def work(db):
         async with db.reader() as s:
             return await write_workbook(
-                s, config.bot.county, period.kind, period.start, end, Path.cwd(), Path(args.out)
+                db, s, config.bot.county, period.start, end, Path.cwd(), Path(args.out)
             )
 
     path = _run_with_db(config, work)

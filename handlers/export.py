@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.render import Renderer
 from storage import standings as st
+from storage.db import Database
 from storage.models import Adoption, Draft, Unit
 from storage.queries import Reviews
 
@@ -42,8 +43,8 @@ STATUS = {
 FORM = {"full": "全文", "excerpt": "摘编", "combined": "综合"}
 
 
-async def collect(s: AsyncSession, start: datetime, end: datetime):
-    rows = await st.standings(s, start, end)
+async def collect(db: Database, s: AsyncSession, start: datetime, end: datetime):
+    rows = await st.standings(db, start, end)
     drafts = (
         await s.execute(
             select(Draft, Unit.name)
@@ -115,15 +116,15 @@ def build(path: Path, title: str, rows, drafts) -> None:
 
 
 async def write_workbook(
+    db: Database,
     s: AsyncSession,
     county: str,
-    kind: str,
     start: datetime,
     end: datetime,
     folder: Path,
     path: Path | None = None,
 ) -> Path:
-    rows, drafts = await collect(s, start, end)
+    rows, drafts = await collect(db, s, start, end)
     label = Renderer().text(
         "export_title.txt.j2", county=county, start=start, last=end - timedelta(seconds=1)
     )

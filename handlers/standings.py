@@ -62,14 +62,12 @@ async def ranking(app: BotApp, repo: Repo, kind: str, limit: int | None) -> str:
     if kind == "year":
         week_start = st.period_containing("week", now).start
         rows = await st.standings(
-            repo.session, period.start, end, compare_end=max(week_start, period.start)
+            app.db, period.start, end, compare_end=max(week_start, period.start)
         )
     else:
-        rows = await st.standings(repo.session, period.start, end)
+        rows = await st.standings(app.db, period.start, end)
         before = st.previous(period)
-        prev = {
-            r.unit_id: r.rank for r in await st.standings(repo.session, before.start, before.end)
-        }
+        prev = {r.unit_id: r.rank for r in await st.standings(app.db, before.start, before.end)}
         for r in rows:
             r.previous_rank = prev.get(r.unit_id)
     return app.renderer.text(
@@ -95,11 +93,9 @@ async def show_ranking(ctx: Context, cmd: Command) -> None:
 
 
 async def weekly_report(app: BotApp, repo: Repo, week: st.Period) -> str:
-    rows = await st.standings(repo.session, week.start, week.end)
+    rows = await st.standings(app.db, week.start, week.end)
     year = st.period_containing("year", week.start)
-    ytd = await st.standings(
-        repo.session, year.start, week.end, compare_end=max(week.start, year.start)
-    )
+    ytd = await st.standings(app.db, year.start, week.end, compare_end=max(week.start, year.start))
     silent = [r for r in rows if r.submitted == 0]
     weeks = await st.weeks_without_submission(repo.session, [r.unit_id for r in silent], week)
     topics = []
@@ -121,7 +117,7 @@ async def weekly_report(app: BotApp, repo: Repo, week: st.Period) -> str:
 
 
 async def monthly_report(app: BotApp, repo: Repo, month: st.Period) -> str:
-    rows = await st.standings(repo.session, month.start, month.end)
+    rows = await st.standings(app.db, month.start, month.end)
     months = await st.months_without_adoption(repo.session, [r.unit_id for r in rows], month)
     zero = sorted(
         ((r, months[r.unit_id]) for r in rows if months[r.unit_id] >= app.rules.zero_months_warn),
@@ -135,7 +131,7 @@ async def monthly_report(app: BotApp, repo: Repo, month: st.Period) -> str:
 
 async def rating_report(app: BotApp, repo: Repo, period: st.Period) -> str:
     """评比: quarterly and yearly ranking, the excellent top N, units under the yearly minimum."""
-    rows = await st.standings(repo.session, period.start, period.end)
+    rows = await st.standings(app.db, period.start, period.end)
     excellent = [r for r in rows if r.rank <= app.rules.excellent_top and r.points > 0]
     under = (
         [r for r in rows if r.points < app.rules.min_year_points] if period.kind == "year" else []
@@ -229,7 +225,7 @@ async def export_now(ctx: Context, cmd: Command) -> None:
     end = min(period.end, ctx.now + timedelta(seconds=1))
     folder = ctx.app.config.files_path / "exports"
     path = await export.write_workbook(
-        ctx.repo.session, ctx.app.config.bot.county, kind, period.start, end, folder
+        ctx.app.db, ctx.repo.session, ctx.app.config.bot.county, period.start, end, folder
     )
     app, event = ctx.app, ctx.event
     ctx.reply("export_ready.txt.j2", name=path.name)

@@ -101,7 +101,8 @@ class Draft(SQLModel, table=True):
     """稿件. The number shown to users is "G" + id; AUTOINCREMENT keeps ids unique forever."""
 
     __table_args__ = (
-        Index("ix_draft_unit_submitted", "unit_id", "submitted_at"),
+        # covering: the standings count per unit and period reads only this index
+        Index("ix_draft_unit_submitted", "unit_id", "submitted_at", "status"),
         Index("ix_draft_unit_hash", "unit_id", "content_hash"),
         {"sqlite_autoincrement": True},
     )
@@ -122,7 +123,7 @@ class Draft(SQLModel, table=True):
     status: DraftStatus = DraftStatus.submitted
     revision_of: int | None = Field(default=None, foreign_key="draft.id")
     content_hash: str
-    submitted_at: datetime = local_time(index=True)
+    submitted_at: datetime = local_time()
 
     @property
     def number(self) -> str:
@@ -257,10 +258,10 @@ class ReminderLog(SQLModel, table=True):
 class Adoption(SQLModel, table=True):
     """采用: one row per outlet that adopted a draft; a wrong entry is revoked, not deleted."""
 
-    __table_args__ = (Index("ix_adoption_at_unit", "at", "unit_id", "level"),)
+    __table_args__ = (Index("ix_adoption_unit_level", "unit_id", "level", "at", "revoked_at"),)
     id: int | None = Field(default=None, primary_key=True)
     draft_id: int = Field(foreign_key="draft.id", index=True)
-    unit_id: int = Field(foreign_key="unit.id", index=True)
+    unit_id: int = Field(foreign_key="unit.id")
     outlet: str
     level: str  # county / city / province / national
     form: str  # full / excerpt / combined
@@ -286,7 +287,7 @@ class Forward(SQLModel, table=True):
 class Instruction(SQLModel, table=True):
     """领导批示 on a draft."""
 
-    __table_args__ = (Index("ix_instruction_at_unit", "at", "unit_id"),)
+    __table_args__ = (Index("ix_instruction_unit_at", "unit_id", "at"),)
     id: int | None = Field(default=None, primary_key=True)
     draft_id: int = Field(foreign_key="draft.id", index=True)
     unit_id: int = Field(foreign_key="unit.id")
@@ -303,8 +304,8 @@ class PointsEntry(SQLModel, table=True):
 
     __tablename__ = "points"
     __table_args__ = (
-        Index("ix_points_at_unit", "at", "unit_id", "points"),
-        Index("ix_points_unit_at", "unit_id", "at"),
+        Index("ix_points_unit_at", "unit_id", "at", "void", "points"),  # covering for the sums
+        Index("ix_points_at", "at"),  # rescore --from DATE
     )
     id: int | None = Field(default=None, primary_key=True)
     unit_id: int = Field(foreign_key="unit.id")

@@ -7,12 +7,14 @@ and points by date), and the loop in Python is over units only.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import case, func, literal, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from .db import Database
 from .models import Adoption, Draft, DraftStatus, Instruction, PointsEntry, Unit
 
 LEVELS = ("county", "city", "province", "national")
@@ -89,25 +91,15 @@ def _ranks(points: dict[int, float]) -> dict[int, int]:
     return ranks
 
 
-async def _points(s: AsyncSession, start: datetime, end: datetime) -> dict[int, float]:
-    q = (
-        select(PointsEntry.unit_id, func.sum(PointsEntry.points))
-        .where(PointsEntry.at >= start, PointsEntry.at < end, PointsEntry.void.is_(False))
-        .group_by(PointsEntry.unit_id)
-    )
-    return {u: round(float(p), 2) for u, p in (await s.execute(q)).all()}
-
-
 async def standings(
-    s: AsyncSession, start: datetime, end: datetime, compare_end: datetime | None = None
+    db: Database, start: datetime, end: datetime, compare_end: datetime | None = None
 ) -> list[UnitStanding]:
     """Every active unit's figures in [start, end), ranked by points; with
     `compare_end`, `previous_rank` is the rank over [start, compare_end) (the
-    movement of a year-to-date ranking since the start of the week)."""
-    units = (
-        await s.execute(select(Unit.id, Unit.name, Unit.kind).where(Unit.active).order_by(Unit.id))
-    ).all()
-    rows = {u: UnitStanding(u, name, kind) for u, name, kind in units}
+    movement of a year-to-date ranking since the start of the week).
+
+    The aggregates are independent reads of committed data: they run at once,
+    each on its own pooled connection (WAL readers do not block each other)."""
     submitted = (
         select(Draft.unit_id, func.count())
         .where(
@@ -115,33 +107,53 @@ async def standings(
         )
         .group_by(Draft.unit_id)
     )
-    for unit_id, n in (await s.execute(submitted)).all():
-        if unit_id in rows:
-            rows[unit_id].submitted = n
     adopted = (
         select(Adoption.unit_id, Adoption.level, func.count())
         .where(Adoption.at >= start, Adoption.at < end, Adoption.revoked_at.is_(None))
         .group_by(Adoption.unit_id, Adoption.level)
     )
-    for unit_id, level, n in (await s.execute(adopted)).all():
-        if unit_id in rows:
-            rows[unit_id].adopted[level] = n
     instructions = (
         select(Instruction.unit_id, func.count())
         .where(Instruction.at >= start, Instruction.at < end)
         .group_by(Instruction.unit_id)
     )
-    for unit_id, n in (await s.execute(instructions)).all():
+    before = (
+        case((PointsEntry.at < compare_end, PointsEntry.points), else_=0.0)
+        if compare_end
+        else literal(0.0)
+    )
+    points = (
+        select(PointsEntry.unit_id, func.sum(PointsEntry.points), func.sum(before))
+        .where(PointsEntry.at >= start, PointsEntry.at < end, PointsEntry.void.is_(False))
+        .group_by(PointsEntry.unit_id)
+    )
+    units_q = select(Unit.id, Unit.name, Unit.kind).where(Unit.active).order_by(Unit.id)
+
+    async def fetch(q):
+        async with db.reader() as s:
+            return (await s.execute(q)).all()
+
+    units, submitted, adopted, instructions, points = await asyncio.gather(
+        fetch(units_q), fetch(submitted), fetch(adopted), fetch(instructions), fetch(points)
+    )
+    rows = {u: UnitStanding(u, name, kind) for u, name, kind in units}
+    for unit_id, n in submitted:
+        if unit_id in rows:
+            rows[unit_id].submitted = n
+    for unit_id, level, n in adopted:
+        if unit_id in rows:
+            rows[unit_id].adopted[level] = n
+    for unit_id, n in instructions:
         if unit_id in rows:
             rows[unit_id].instructions = n
-    for unit_id, p in (await _points(s, start, end)).items():
+    earlier: dict[int, float] = dict.fromkeys(rows, 0.0)
+    for unit_id, p, b in points:
         if unit_id in rows:
-            rows[unit_id].points = p
+            rows[unit_id].points, earlier[unit_id] = round(float(p), 2), round(float(b), 2)
     for unit_id, rank in _ranks({u: r.points for u, r in rows.items()}).items():
         rows[unit_id].rank = rank
     if compare_end is not None:
-        before = await _points(s, start, compare_end)
-        for unit_id, rank in _ranks({u: before.get(u, 0.0) for u in rows}).items():
+        for unit_id, rank in _ranks(earlier).items():
             rows[unit_id].previous_rank = rank
     return sorted(rows.values(), key=lambda r: (r.rank, r.name))
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from openpyxl import load_workbook
+from sqlalchemy import select
 
 from bot.rules import DEFAULT_RULES, RuleError, load_rules
 from handlers.scoring import adoption_points
@@ -69,8 +70,7 @@ async def test_seed_figures_and_ties(group):
     await add_adoptions(
         group.bot, "平利县", "省刊", ["全文", "全文", "全文", "摘编", "摘编"], at
     )  # also 21
-    async with group.bot.db.reader() as s:
-        rows = await st.standings(s, datetime(2026, 1, 1), datetime(2026, 9, 1))
+    rows = await st.standings(group.bot.db, datetime(2026, 1, 1), datetime(2026, 9, 1))
     table = [(r.rank, r.name, r.adopted["province"], r.points) for r in rows if r.points]
     assert table == [
         (1, "白河县", 6, 27.0),
@@ -108,19 +108,10 @@ async def test_a_countys_own_rule_file_totals_its_figures(tmp_path, fake_onebot)
         at = datetime(2026, 3, 1, 10, 0)
         await add_adoptions(harness.bot, "高县", "晨讯", ["全文"] * 3, at)
         await add_adoptions(harness.bot, "高县", "快报", ["全文"] * 32 + ["摘编"] * 40, at)
+        standings = await st.standings(harness.bot.db, datetime(2026, 1, 1), datetime(2026, 7, 1))
+        [row] = [r for r in standings if r.name == "高县"]
         async with harness.bot.db.reader() as s:
-            [row] = [
-                r
-                for r in await st.standings(s, datetime(2026, 1, 1), datetime(2026, 7, 1))
-                if r.name == "高县"
-            ]
-            versions = set(
-                (
-                    await s.execute(
-                        PointsEntry.__table__.select().with_only_columns(PointsEntry.rule_version)
-                    )
-                ).scalars()
-            )
+            versions = set((await s.execute(select(PointsEntry.rule_version))).scalars())
         assert (row.adopted["province"], row.adopted["city"], row.points) == (3, 72, 191.0)
         assert versions == {"高县2011"}
     finally:

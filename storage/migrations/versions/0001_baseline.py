@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-23 00:09:36.042490
+Create Date: 2026-11-23 00:54:51.732316
 """
 from alembic import op
 import sqlalchemy as sa
@@ -81,6 +81,21 @@ def upgrade() -> None:
     with op.batch_alter_table('member', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_member_unit_id'), ['unit_id'], unique=False)
 
+    op.create_table('reminder_log',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('kind', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('ref', sa.Integer(), nullable=False),
+    sa.Column('unit_id', sa.Integer(), nullable=False),
+    sa.Column('day', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('stage', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('at', sa.DateTime(), nullable=False),
+    sa.ForeignKeyConstraint(['unit_id'], ['unit.id'], ),
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('kind', 'ref', 'unit_id', 'day')
+    )
+    with op.batch_alter_table('reminder_log', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_reminder_log_unit_id'), ['unit_id'], unique=False)
+
     op.create_table('unit_alias',
     sa.Column('alias', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
     sa.Column('unit_id', sa.Integer(), nullable=False),
@@ -134,9 +149,9 @@ def upgrade() -> None:
     sqlite_autoincrement=True
     )
     with op.batch_alter_table('draft', schema=None) as batch_op:
-        batch_op.create_index(batch_op.f('ix_draft_submitted_at'), ['submitted_at'], unique=False)
+        batch_op.create_index(batch_op.f('ix_draft_topic_ref'), ['topic_ref'], unique=False)
         batch_op.create_index('ix_draft_unit_hash', ['unit_id', 'content_hash'], unique=False)
-        batch_op.create_index('ix_draft_unit_submitted', ['unit_id', 'submitted_at'], unique=False)
+        batch_op.create_index('ix_draft_unit_submitted', ['unit_id', 'submitted_at', 'status'], unique=False)
 
     op.create_table('officer_term',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -155,6 +170,47 @@ def upgrade() -> None:
     with op.batch_alter_table('officer_term', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_officer_term_member_id'), ['member_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_officer_term_unit_id'), ['unit_id'], unique=False)
+
+    op.create_table('topic',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('title', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('brief', sa.Text(), nullable=False),
+    sa.Column('deadline', sa.DateTime(), nullable=False),
+    sa.Column('all_units', sa.Boolean(), nullable=False),
+    sa.Column('status', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('created_by', sa.Integer(), nullable=False),
+    sa.Column('created_at', sa.DateTime(), nullable=False),
+    sa.Column('closed_at', sa.DateTime(), nullable=True),
+    sa.Column('closed_by', sa.Integer(), nullable=True),
+    sa.Column('closed_reason', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
+    sa.ForeignKeyConstraint(['closed_by'], ['member.id'], ),
+    sa.ForeignKeyConstraint(['created_by'], ['member.id'], ),
+    sa.PrimaryKeyConstraint('id')
+    )
+    with op.batch_alter_table('topic', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_topic_deadline'), ['deadline'], unique=False)
+
+    op.create_table('adoption',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('draft_id', sa.Integer(), nullable=False),
+    sa.Column('unit_id', sa.Integer(), nullable=False),
+    sa.Column('outlet', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('level', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('form', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('issue', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
+    sa.Column('at', sa.DateTime(), nullable=False),
+    sa.Column('by', sa.Integer(), nullable=False),
+    sa.Column('revoked_at', sa.DateTime(), nullable=True),
+    sa.Column('revoked_by', sa.Integer(), nullable=True),
+    sa.ForeignKeyConstraint(['by'], ['member.id'], ),
+    sa.ForeignKeyConstraint(['draft_id'], ['draft.id'], ),
+    sa.ForeignKeyConstraint(['revoked_by'], ['member.id'], ),
+    sa.ForeignKeyConstraint(['unit_id'], ['unit.id'], ),
+    sa.PrimaryKeyConstraint('id')
+    )
+    with op.batch_alter_table('adoption', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_adoption_draft_id'), ['draft_id'], unique=False)
+        batch_op.create_index('ix_adoption_unit_level', ['unit_id', 'level', 'at', 'revoked_at'], unique=False)
 
     op.create_table('draft_event',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -191,16 +247,112 @@ def upgrade() -> None:
     sa.ForeignKeyConstraint(['unit_id'], ['unit.id'], ),
     sa.PrimaryKeyConstraint('id')
     )
+    op.create_table('forward',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('draft_id', sa.Integer(), nullable=False),
+    sa.Column('unit_id', sa.Integer(), nullable=False),
+    sa.Column('level', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('at', sa.DateTime(), nullable=False),
+    sa.Column('by', sa.Integer(), nullable=False),
+    sa.ForeignKeyConstraint(['by'], ['member.id'], ),
+    sa.ForeignKeyConstraint(['draft_id'], ['draft.id'], ),
+    sa.ForeignKeyConstraint(['unit_id'], ['unit.id'], ),
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('draft_id', 'level')
+    )
+    with op.batch_alter_table('forward', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_forward_draft_id'), ['draft_id'], unique=False)
+
+    op.create_table('instruction',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('draft_id', sa.Integer(), nullable=False),
+    sa.Column('unit_id', sa.Integer(), nullable=False),
+    sa.Column('level', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('main', sa.Boolean(), nullable=False),
+    sa.Column('note', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
+    sa.Column('at', sa.DateTime(), nullable=False),
+    sa.Column('by', sa.Integer(), nullable=False),
+    sa.ForeignKeyConstraint(['by'], ['member.id'], ),
+    sa.ForeignKeyConstraint(['draft_id'], ['draft.id'], ),
+    sa.ForeignKeyConstraint(['unit_id'], ['unit.id'], ),
+    sa.PrimaryKeyConstraint('id')
+    )
+    with op.batch_alter_table('instruction', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_instruction_draft_id'), ['draft_id'], unique=False)
+        batch_op.create_index('ix_instruction_unit_at', ['unit_id', 'at'], unique=False)
+
+    op.create_table('points',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('unit_id', sa.Integer(), nullable=False),
+    sa.Column('draft_id', sa.Integer(), nullable=True),
+    sa.Column('kind', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('ref_id', sa.Integer(), nullable=True),
+    sa.Column('points', sa.Float(), nullable=False),
+    sa.Column('rule_version', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('at', sa.DateTime(), nullable=False),
+    sa.Column('void', sa.Boolean(), nullable=False),
+    sa.ForeignKeyConstraint(['draft_id'], ['draft.id'], ),
+    sa.ForeignKeyConstraint(['unit_id'], ['unit.id'], ),
+    sa.PrimaryKeyConstraint('id')
+    )
+    with op.batch_alter_table('points', schema=None) as batch_op:
+        batch_op.create_index('ix_points_at', ['at'], unique=False)
+        batch_op.create_index(batch_op.f('ix_points_draft_id'), ['draft_id'], unique=False)
+        batch_op.create_index('ix_points_unit_at', ['unit_id', 'at', 'void', 'points'], unique=False)
+
+    op.create_table('topic_claim',
+    sa.Column('topic_id', sa.Integer(), nullable=False),
+    sa.Column('unit_id', sa.Integer(), nullable=False),
+    sa.Column('member_id', sa.Integer(), nullable=False),
+    sa.Column('at', sa.DateTime(), nullable=False),
+    sa.ForeignKeyConstraint(['member_id'], ['member.id'], ),
+    sa.ForeignKeyConstraint(['topic_id'], ['topic.id'], ),
+    sa.ForeignKeyConstraint(['unit_id'], ['unit.id'], ),
+    sa.PrimaryKeyConstraint('topic_id', 'unit_id')
+    )
+    op.create_table('topic_target',
+    sa.Column('topic_id', sa.Integer(), nullable=False),
+    sa.Column('unit_id', sa.Integer(), nullable=False),
+    sa.ForeignKeyConstraint(['topic_id'], ['topic.id'], ),
+    sa.ForeignKeyConstraint(['unit_id'], ['unit.id'], ),
+    sa.PrimaryKeyConstraint('topic_id', 'unit_id')
+    )
     # ### end Alembic commands ###
 
 
 def downgrade() -> None:
     # ### commands auto generated by Alembic - please adjust! ###
+    op.drop_table('topic_target')
+    op.drop_table('topic_claim')
+    with op.batch_alter_table('points', schema=None) as batch_op:
+        batch_op.drop_index('ix_points_unit_at')
+        batch_op.drop_index(batch_op.f('ix_points_draft_id'))
+        batch_op.drop_index('ix_points_at')
+
+    op.drop_table('points')
+    with op.batch_alter_table('instruction', schema=None) as batch_op:
+        batch_op.drop_index('ix_instruction_unit_at')
+        batch_op.drop_index(batch_op.f('ix_instruction_draft_id'))
+
+    op.drop_table('instruction')
+    with op.batch_alter_table('forward', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_forward_draft_id'))
+
+    op.drop_table('forward')
     op.drop_table('file_job')
     with op.batch_alter_table('draft_event', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_draft_event_draft_id'))
 
     op.drop_table('draft_event')
+    with op.batch_alter_table('adoption', schema=None) as batch_op:
+        batch_op.drop_index('ix_adoption_unit_level')
+        batch_op.drop_index(batch_op.f('ix_adoption_draft_id'))
+
+    op.drop_table('adoption')
+    with op.batch_alter_table('topic', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_topic_deadline'))
+
+    op.drop_table('topic')
     with op.batch_alter_table('officer_term', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_officer_term_unit_id'))
         batch_op.drop_index(batch_op.f('ix_officer_term_member_id'))
@@ -209,7 +361,7 @@ def downgrade() -> None:
     with op.batch_alter_table('draft', schema=None) as batch_op:
         batch_op.drop_index('ix_draft_unit_submitted')
         batch_op.drop_index('ix_draft_unit_hash')
-        batch_op.drop_index(batch_op.f('ix_draft_submitted_at'))
+        batch_op.drop_index(batch_op.f('ix_draft_topic_ref'))
 
     op.drop_table('draft')
     with op.batch_alter_table('bind_request', schema=None) as batch_op:
@@ -220,6 +372,10 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_unit_alias_unit_id'))
 
     op.drop_table('unit_alias')
+    with op.batch_alter_table('reminder_log', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_reminder_log_unit_id'))
+
+    op.drop_table('reminder_log')
     with op.batch_alter_table('member', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_member_unit_id'))
 
