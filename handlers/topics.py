@@ -175,9 +175,22 @@ async def close_at_deadline(app: BotApp, topic_id: int) -> None:
         topic = await repo.topics.get(topic_id)
         if topic is None or topic.status != "open":
             return
-        repo.topics.close(topic, None, "deadline", app.clock.now())
+        now = app.clock.now()
+        repo.topics.close(topic, None, "deadline", now)
         answered_ids = await repo.topics.answered_unit_ids(topic)
         targets = await repo.topics.targets(topic)
+        rules = app.rules
+        for unit in targets:  # [topic] missed_penalty, written even when the rule gives 0
+            if unit.id not in answered_ids:
+                repo.reviews.add_points(
+                    unit.id,
+                    None,
+                    "topic_missed",
+                    topic.id,
+                    rules.missed_penalty,
+                    rules.version,
+                    now,
+                )
         text = app.renderer.text(
             "topic_deadline_passed.txt.j2",
             topic=topic,

@@ -259,3 +259,19 @@ async def test_restart_between_scheduling_and_firing_fires_once(tmp_path, fake_o
     finally:
         await harness.close()
         await server.close()
+
+
+async def test_units_missing_a_topic_at_the_deadline_get_the_penalty_row(group):
+    from storage.models import PointsEntry
+
+    await group.say(COORDINATOR, "/约稿 冬季安全生产 截止11月26日18时")
+    await group.say(10020, "/报送 #Y1 城关镇的稿件\n正文")
+    await group.advance_to(datetime(2026, 11, 26, 18, 0))
+    async with group.bot.db.reader() as s:
+        rows = (
+            await s.execute(select(PointsEntry.unit_id, PointsEntry.kind, PointsEntry.points))
+        ).all()
+        units = dict((await s.execute(select(Unit.id, Unit.name))).all())
+    assert [(units[u], k, p) for u, k, p in rows] == [
+        ("经信局", "topic_missed", 0.0)
+    ]  # default rule: 0
