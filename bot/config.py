@@ -314,17 +314,21 @@ def build(
     return Config(**sections, base_dir=base_dir or Path.cwd())
 
 
+def read_toml(path: Path, error: type[ConfigError] = ConfigError) -> dict[str, Any]:
+    """A TOML file's contents; `error` names the file when it is unreadable or invalid."""
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise error(str(path), "bad_toml", "valid TOML", str(exc)) from None
+    except OSError as exc:
+        raise error(str(path), "unreadable", "a readable file", exc.strerror) from None
+
+
 def load(path: Path | None, env: Mapping[str, str] | None = None) -> Config:
     """Read a TOML config file (or none: defaults plus environment)."""
     if path is None:
         return build({}, env)
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(str(path), "bad_toml", "valid TOML", str(exc)) from None
-    except OSError as exc:
-        raise ConfigError(str(path), "unreadable", "a readable file", exc.strerror) from None
-    return build(data, env, base_dir=path.resolve().parent)
+    return build(read_toml(path), env, base_dir=path.resolve().parent)
 
 
 def database_url(config: Config) -> str:

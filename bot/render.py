@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import tomllib
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -10,6 +9,8 @@ from typing import Any
 import jinja2
 
 import templates
+
+from .config import read_toml
 
 TEMPLATE_DIR = Path(templates.__file__).parent
 
@@ -48,10 +49,11 @@ class Renderer:
             trim_blocks=True,
             lstrip_blocks=True,
         )
+        self.labels = read_toml(TEMPLATE_DIR / "labels.toml")
         for env in (self.text_env, self.html_env):
             env.filters["num"] = _number
             env.filters["dt"] = _dt
-            env.globals.update(globals_ or {})
+            env.globals.update(globals_ or {}, l=self.labels)
 
     def text(self, name: str, /, **context: Any) -> str:
         return self.text_env.get_template(name).render(**context).strip()
@@ -62,7 +64,7 @@ class Renderer:
     @cached_property
     def command_help(self) -> dict[str, dict[str, str]]:
         """Usage and summary of every command, from templates/commands.toml."""
-        return tomllib.loads((TEMPLATE_DIR / "commands.toml").read_text(encoding="utf-8"))
+        return read_toml(TEMPLATE_DIR / "commands.toml")
 
     def split(self, text: str, limit: int = POST_LIMIT) -> list[str]:
         """Split a long post at line boundaries into numbered parts."""

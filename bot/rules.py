@@ -6,12 +6,11 @@ allowed, exactly like a wrong config key.
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .config import ConfigError
+from .config import ConfigError, read_toml
 
 DEFAULT_RULES = Path(__file__).with_name("default_rules.toml")
 LEVELS = ("county", "city", "province", "national")
@@ -187,10 +186,4 @@ def parse_rules(data: dict[str, Any], source: str = "") -> Rules:
 
 def load_rules(path: str | Path | None) -> Rules:
     path = Path(path) if path else DEFAULT_RULES
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as exc:
-        raise RuleError(str(path), "bad_toml", "valid TOML", str(exc)) from None
-    except OSError as exc:
-        raise RuleError(str(path), "unreadable", "a readable file", exc.strerror) from None
-    return parse_rules(data, str(path))
+    return parse_rules(read_toml(path, RuleError), str(path))

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 from aiohttp import web
 from sqlalchemy import select
@@ -184,46 +185,48 @@ class Sandbox:
         )
         if not text.strip():
             raise web.HTTPBadRequest(text="empty message")
+        await self._speak(request, chat, user_id, text, [Segment("text", {"text": text})])
+        return web.json_response({"ok": True})
+
+    async def _speak(
+        self, request: web.Request, chat: str, user_id: int, shown: str, segments: list, **fields
+    ) -> None:
+        """Show what a person said on the page and hand it to the bot as an event."""
         await self._members()
         name = self.names.get(user_id, str(user_id))
-        await self._append(chat, name, self.group_id if chat == "group" else user_id, text)
+        peer = self.group_id if chat == "group" else user_id
+        await self._append(chat, name, peer, shown)
+        message_id = next(self._message_ids)
         event = Event(
-            post_type="message",
+            post_type=fields.pop("post_type", "message"),
             self_id=self.bot_id,
             chat_type=chat,
             group_id=self.group_id if chat == "group" else None,
             user_id=user_id,
-            message_id=next(self._message_ids),
-            segments=[Segment("text", {"text": text})],
+            message_id=message_id,
+            segments=segments,
             sender_name=name,
+            key=fields.pop("key", f"msg:{self.bot_id}:{message_id}"),
+            **fields,
         )
-        event.key = f"msg:{self.bot_id}:{event.message_id}"
         await request.app[BOT_KEY].dispatcher.handle(event)
-        return web.json_response({"ok": True})
 
     async def upload(self, request: web.Request) -> web.Response:
         form = await request.post()
         user_id, upload = int(form["user_id"]), form["file"]
         data = upload.file.read(MAX_UPLOAD + 1)
         file_id = f"sandbox-{next(self._message_ids)}"
-        self.files[file_id] = (upload.filename, data)
-        await self._members()
+        name = unquote(upload.filename)  # aiohttp's client percent-encodes non-ASCII names
+        self.files[file_id] = (name, data)
         chat = str(form.get("chat", "group"))
-        name = self.names.get(user_id, str(user_id))
-        await self._append(
-            chat, name, self.group_id if chat == "group" else user_id, f"[文件] {upload.filename}"
-        )
-        event = Event(
+        shown = self.bot.renderer.text("sandbox_file.txt.j2", name=name)
+        await self._speak(
+            request, chat, user_id, shown, [],
             post_type="notice",
-            self_id=self.bot_id,
-            chat_type=chat,
-            group_id=self.group_id if chat == "group" else None,
-            user_id=user_id,
             notice_type="group_upload" if chat == "group" else "offline_file",
-            file=FileRef(file_id=file_id, name=upload.filename, size=len(data)),
+            file=FileRef(file_id=file_id, name=name, size=len(data)),
             key=f"file:{self.bot_id}:{self.group_id if chat == 'group' else user_id}:{file_id}",
-        )
-        await request.app[BOT_KEY].dispatcher.handle(event)
+        )  # fmt: skip
         return web.json_response({"ok": True})
 
     async def advance(self, request: web.Request) -> web.Response:
