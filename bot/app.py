@@ -7,7 +7,7 @@ import logging
 from collections.abc import Iterable
 from datetime import timedelta
 
-from handlers import ROUTERS, drafts, files, standings
+from handlers import ROUTERS, drafts, files, quotas, standings
 from storage import migrate
 from storage.db import Database
 from storage.queries import Repo
@@ -80,6 +80,7 @@ class BotApp:
         self.sender.start()
         self.scheduler.start()
         standings.ensure_report_jobs(self)
+        quotas.ensure_quota_jobs(self)
         if tick:
             self._ticker = asyncio.create_task(self._tick_forever(), name="ticker")
 

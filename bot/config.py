@@ -180,6 +180,16 @@ class LimitsSection:
     collect_idle_minutes: int = field(default=10, metadata=rule(_positive))
 
 
+def _percent(v: int) -> str | None:
+    return _check(0 <= v <= 100, "a whole number from 0 to 100")
+
+
+@dataclass
+class QuotasSection:
+    tolerance_percent: int = field(default=10, metadata=rule(_percent))
+    escalate_after: int = field(default=3, metadata=rule(_positive))
+
+
 @dataclass
 class Config:
     bot: BotSection = field(default_factory=BotSection)
@@ -187,6 +197,7 @@ class Config:
     schedule: ScheduleSection = field(default_factory=ScheduleSection)
     calendar: CalendarSection = field(default_factory=CalendarSection)
     limits: LimitsSection = field(default_factory=LimitsSection)
+    quotas: QuotasSection = field(default_factory=QuotasSection)
     # Where the file was read from; relative paths in it resolve against its folder.
     base_dir: Path = field(default_factory=Path.cwd, compare=False)
 

@@ -1,6 +1,6 @@
 """One module per workflow. Routers are included here, explicitly, in one list."""
 
-from . import drafts, help, registration, review, standings, topics
+from . import drafts, help, quotas, registration, review, standings, topics
 
 ROUTERS = [
     help.router,
@@ -9,4 +9,5 @@ ROUTERS = [
     topics.router,
     review.router,
     standings.router,
+    quotas.router,
 ]

@@ -239,10 +239,8 @@ async def close_topic(ctx: Context, cmd: Command) -> None:
     ctx.after_commit.append(lambda: ctx.app.scheduler.cancel(prefix))
 
 
-@router.command("催报", aliases=("remind",), roles=COORDINATORS)
-async def remind_now(ctx: Context, cmd: Command) -> None:
-    if not cmd.words:
-        raise usage(ctx, "催报")
+async def remind_topic_now(ctx: Context, cmd: Command) -> None:
+    """/催报 Y12 (the command lives with the quota reminders)."""
     topic = await topic_arg(ctx, cmd)
     outcome = await remind(ctx.app, ctx.repo, topic, "manual")
     if outcome != "sent" or not ctx.in_group:

@@ -316,3 +316,30 @@ class PointsEntry(SQLModel, table=True):
     rule_version: str
     at: datetime = local_time()
     void: bool = False
+
+
+class Quota(SQLModel, table=True):
+    """目标任务: a target for a unit, a kind of unit or all units, per period and metric.
+    Changing a target closes the old row (valid_to) and opens a new one, so a past
+    period is judged by the target that was in force then."""
+
+    __table_args__ = (Index("ix_quota_scope", "scope", "unit_id", "kind", "period", "metric"),)
+    id: int | None = Field(default=None, primary_key=True)
+    scope: str  # unit / kind / all
+    unit_id: int | None = Field(default=None, foreign_key="unit.id")
+    kind: str | None = None  # township / department / direct_point (scope kind)
+    period: str  # month / quarter / year
+    metric: str  # submitted / adopted / points
+    target: float  # 0: no quota (a unit-specific 0 exempts the unit from a wider quota)
+    valid_from: datetime = local_time()
+    valid_to: datetime | None = local_time(default=None)
+    created_by: int | None = Field(default=None, foreign_key="member.id")
+
+
+class LaggingStreak(SQLModel, table=True):
+    """How many quota reminder runs in a row found the unit lagging (escalation after 3)."""
+
+    __tablename__ = "lagging_streak"
+    unit_id: int = Field(foreign_key="unit.id", primary_key=True)
+    runs: int = 0
+    last_run_at: datetime = local_time()

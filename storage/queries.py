@@ -24,11 +24,13 @@ from .models import (
     FileJob,
     Forward,
     Instruction,
+    LaggingStreak,
     Member,
     OfficerTerm,
     Outbox,
     PointsEntry,
     ProcessedEvent,
+    Quota,
     ReminderLog,
     Role,
     Topic,
@@ -126,6 +128,11 @@ class Units:
             self.s.add(UnitAlias(alias=alias, unit_id=unit.id))
         await self.s.flush()
         return unit
+
+    async def all_active(self) -> list[Unit]:
+        return list(
+            (await self.s.execute(select(Unit).where(Unit.active).order_by(Unit.id))).scalars()
+        )
 
     async def listing(self) -> list[UnitView]:
         """Active units with aliases and active officers, townships first."""
@@ -536,6 +543,16 @@ class Reminders:
         )
         return list((await self.s.execute(q)).scalars())
 
+    async def sent_on_day(self, kind: str, day: str) -> list[ReminderLog]:
+        q = select(ReminderLog).where(ReminderLog.kind == kind, ReminderLog.day == day)
+        return list((await self.s.execute(q)).scalars())
+
+    async def last_for_unit(self, kind: str, unit_id: int) -> datetime | None:
+        q = select(func.max(ReminderLog.at)).where(
+            ReminderLog.kind == kind, ReminderLog.unit_id == unit_id
+        )
+        return (await self.s.execute(q)).scalar_one()
+
     def log(self, kind: str, ref: int, unit_ids: Iterable[int], stage: str, now: datetime) -> None:
         for unit_id in unit_ids:
             self.s.add(
@@ -633,6 +650,50 @@ class Reviews:
         return {d: float(p) for d, p in (await self.s.execute(q)).all()}
 
 
+class Quotas:
+    def __init__(self, s: AsyncSession) -> None:
+        self.s = s
+
+    async def active_at(self, moment: datetime) -> list[Quota]:
+        q = select(Quota).where(
+            Quota.valid_from <= moment, (Quota.valid_to.is_(None)) | (Quota.valid_to > moment)
+        )
+        return list((await self.s.execute(q.order_by(Quota.id))).scalars())
+
+    async def replace(self, quota: Quota) -> Quota | None:
+        """Put `quota` in force; the one it replaces (same scope, period, metric) ends now."""
+        q = select(Quota).where(
+            Quota.scope == quota.scope,
+            Quota.unit_id.is_(None) if quota.unit_id is None else Quota.unit_id == quota.unit_id,
+            Quota.kind.is_(None) if quota.kind is None else Quota.kind == quota.kind,
+            Quota.period == quota.period,
+            Quota.metric == quota.metric,
+            Quota.valid_to.is_(None),
+        )
+        old = (await self.s.execute(q)).scalars().first()
+        if old is not None:
+            old.valid_to = quota.valid_from
+        self.s.add(quota)
+        await self.s.flush()
+        return old
+
+    async def bump_streaks(
+        self, units: set[int], lagging: set[int], now: datetime
+    ) -> dict[int, int]:
+        """Count reminder runs in a row at which each unit with a quota lagged."""
+        rows = {r.unit_id: r for r in (await self.s.execute(select(LaggingStreak))).scalars()}
+        out = {}
+        for unit_id in units:
+            row = rows.get(unit_id)
+            if row is None:
+                row = LaggingStreak(unit_id=unit_id, runs=0, last_run_at=now)
+                self.s.add(row)
+            row.runs = row.runs + 1 if unit_id in lagging else 0
+            row.last_run_at = now
+            out[unit_id] = row.runs
+        return out
+
+
 class Repo:
     """All query groups bound to one session (one transaction)."""
 
@@ -649,3 +710,4 @@ class Repo:
         self.topics = Topics(session)
         self.reminders = Reminders(session)
         self.reviews = Reviews(session)
+        self.quotas = Quotas(session)

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-23 00:54:51.732316
+Create Date: 2026-11-23 01:12:13.374162
 """
 from alembic import op
 import sqlalchemy as sa
@@ -66,6 +66,13 @@ def upgrade() -> None:
     with op.batch_alter_table('unit', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_unit_name'), ['name'], unique=True)
 
+    op.create_table('lagging_streak',
+    sa.Column('unit_id', sa.Integer(), nullable=False),
+    sa.Column('runs', sa.Integer(), nullable=False),
+    sa.Column('last_run_at', sa.DateTime(), nullable=False),
+    sa.ForeignKeyConstraint(['unit_id'], ['unit.id'], ),
+    sa.PrimaryKeyConstraint('unit_id')
+    )
     op.create_table('member',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('im_id', sa.BigInteger(), nullable=False),
@@ -170,6 +177,24 @@ def upgrade() -> None:
     with op.batch_alter_table('officer_term', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_officer_term_member_id'), ['member_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_officer_term_unit_id'), ['unit_id'], unique=False)
+
+    op.create_table('quota',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('scope', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('unit_id', sa.Integer(), nullable=True),
+    sa.Column('kind', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
+    sa.Column('period', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('metric', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('target', sa.Float(), nullable=False),
+    sa.Column('valid_from', sa.DateTime(), nullable=False),
+    sa.Column('valid_to', sa.DateTime(), nullable=True),
+    sa.Column('created_by', sa.Integer(), nullable=True),
+    sa.ForeignKeyConstraint(['created_by'], ['member.id'], ),
+    sa.ForeignKeyConstraint(['unit_id'], ['unit.id'], ),
+    sa.PrimaryKeyConstraint('id')
+    )
+    with op.batch_alter_table('quota', schema=None) as batch_op:
+        batch_op.create_index('ix_quota_scope', ['scope', 'unit_id', 'kind', 'period', 'metric'], unique=False)
 
     op.create_table('topic',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -353,6 +378,10 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_topic_deadline'))
 
     op.drop_table('topic')
+    with op.batch_alter_table('quota', schema=None) as batch_op:
+        batch_op.drop_index('ix_quota_scope')
+
+    op.drop_table('quota')
     with op.batch_alter_table('officer_term', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_officer_term_unit_id'))
         batch_op.drop_index(batch_op.f('ix_officer_term_member_id'))
@@ -380,6 +409,7 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_member_unit_id'))
 
     op.drop_table('member')
+    op.drop_table('lagging_streak')
     with op.batch_alter_table('unit', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_unit_name'))
 

@@ -1,0 +1,364 @@
+"""Quotas (目标任务) and reminders to lagging units (催报).
+
+A unit lags when its progress is below its target pro-rated by the working
+days elapsed in the period, by more than the configured tolerance. The
+reminder schedule comes from `schedule.quota_reminders`; each run posts one
+group message @-mentioning the officers of lagging units, sends each
+coordinator a digest (with units to call after `escalate_after` lagging runs
+and units that have no officer), and logs every unit reminded. A unit is
+never reminded of the same quota twice in one day.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from typing import TYPE_CHECKING
+
+from bot.context import Context, Refusal
+from bot.router import COORDINATORS, OFFICERS, Command, Router, normalize
+from storage import standings as st
+from storage.models import Quota, Role, Unit
+from storage.queries import Repo
+
+from .common import unit_arg, usage
+
+if TYPE_CHECKING:
+    from bot.app import BotApp
+
+router = Router("quotas")
+
+PERIODS = {
+    "月": "month",
+    "月度": "month",
+    "季": "quarter",
+    "季度": "quarter",
+    "年": "year",
+    "年度": "year",
+}
+METRICS = {"报送": "submitted", "采用": "adopted", "积分": "points"}
+SCOPE_WORDS = {"全部": ("all", None), "全体": ("all", None), "乡镇": ("kind", "township"), "部门": ("kind", "department"),
+               "直报点": ("kind", "direct_point")}  # fmt: skip
+SCOPE_ORDER = {"unit": 0, "kind": 1, "all": 2}
+_AMOUNT = re.compile(r"^\d+(?:\.\d)?$")
+BASE_POINTS_AT = time(0, 10)  # the month-end job runs just after midnight
+
+
+@dataclass
+class Progress:
+    unit: Unit
+    quota: Quota
+    period: st.Period
+    done: float
+    expected: float  # the target pro-rated by working days elapsed
+
+    @property
+    def target(self) -> float:
+        return self.quota.target
+
+    @property
+    def percent(self) -> int:
+        return int(self.done * 100 // self.target) if self.target else 100
+
+    @property
+    def needed(self) -> float:
+        return max(self.target - self.done, 0)
+
+
+def effective(quotas: list[Quota], unit: Unit) -> dict[tuple[str, str], Quota]:
+    """The quota in force for a unit per (period, metric): its own over its kind's over all units'."""
+    chosen: dict[tuple[str, str], Quota] = {}
+    for q in sorted(quotas, key=lambda q: SCOPE_ORDER[q.scope], reverse=True):
+        if (
+            q.scope == "all"
+            or (q.scope == "kind" and q.kind == unit.kind)
+            or (q.scope == "unit" and q.unit_id == unit.id)
+        ):
+            chosen[(q.period, q.metric)] = q
+    return {key: q for key, q in chosen.items() if q.target > 0}
+
+
+def expected_share(app: BotApp, period: st.Period, at: datetime) -> float:
+    """Share of the period's working days elapsed before `at`'s day."""
+    cal = app.calendar
+    total = cal.workdays_between(period.start.date(), period.end.date())
+    elapsed = cal.workdays_between(period.start.date(), min(at, period.end).date())
+    return elapsed / total if total else 1.0
+
+
+async def progress(
+    app: BotApp, repo: Repo, at: datetime, unit_ids: set[int] | None = None
+) -> list[Progress]:
+    """Every (unit, quota) in force at `at`, with the period's figures up to `at`."""
+    quotas = await repo.quotas.active_at(at)
+    units = [u for u in await repo.units.all_active() if unit_ids is None or u.id in unit_ids]
+    figures: dict[str, dict[int, st.UnitStanding]] = {}
+    out = []
+    for unit in units:
+        for (period_kind, metric), quota in sorted(effective(quotas, unit).items(), key=_order):
+            period = st.period_containing(period_kind, at - timedelta(microseconds=1))
+            if period_kind not in figures:
+                rows = await st.standings(app.db, period.start, min(at, period.end))
+                figures[period_kind] = {r.unit_id: r for r in rows}
+            row = figures[period_kind].get(unit.id)
+            done = (
+                0.0
+                if row is None
+                else {
+                    "submitted": row.submitted,
+                    "adopted": row.adopted_total,
+                    "points": row.points,
+                }[metric]
+            )
+            out.append(
+                Progress(unit, quota, period, done, quota.target * expected_share(app, period, at))
+            )
+    return out
+
+
+def _order(item: tuple[tuple[str, str], Quota]) -> tuple[int, int]:
+    (period, metric), _ = item
+    return (
+        ["month", "quarter", "year"].index(period),
+        ["submitted", "adopted", "points"].index(metric),
+    )
+
+
+def lagging(app: BotApp, p: Progress) -> bool:
+    tolerance = app.config.quotas.tolerance_percent / 100
+    return p.done < p.expected * (1 - tolerance)
+
+
+# ------------------------------------------------------------------ commands
+
+
+@router.command("设任务", aliases=("setquota",), roles=COORDINATORS)
+async def set_quota(ctx: Context, cmd: Command) -> None:
+    if len(cmd.words) != 4:
+        raise usage(ctx, "设任务")
+    who, period_word, metric_word, amount = cmd.words
+    period, metric = PERIODS.get(period_word), METRICS.get(metric_word)
+    if period is None or metric is None:
+        raise Refusal(
+            "quota_bad_words.txt.j2",
+            period=period_word,
+            metric=metric_word,
+            ok_period=period is not None,
+        )
+    amount = normalize(amount)
+    if not _AMOUNT.match(amount) or (metric != "points" and "." in amount):
+        raise Refusal("quota_bad_amount.txt.j2", amount=amount, metric=metric)
+    scope, kind = SCOPE_WORDS.get(who, ("unit", None))
+    unit = None
+    if scope == "unit":
+        found = await ctx.repo.units.find_any(who)
+        if found is not None and not found.active:
+            raise Refusal("quota_retired_unit.txt.j2", name=who)
+        unit = found or await unit_arg(ctx, who)
+    old = await ctx.repo.quotas.replace(
+        Quota(scope=scope, unit_id=unit.id if unit else None, kind=kind, period=period, metric=metric,
+              target=float(amount), valid_from=ctx.now, created_by=ctx.member.id),
+    )  # fmt: skip
+    ctx.reply(
+        "quota_set.txt.j2",
+        who=unit.name if unit else who,
+        period=period,
+        metric=metric,
+        target=float(amount),
+        old=old,
+    )
+
+
+@router.command("任务", aliases=("quota",), roles=OFFICERS | COORDINATORS)
+async def show_quota(ctx: Context, cmd: Command) -> None:
+    if ctx.role == Role.officer:
+        unit = await ctx.repo.units.get(ctx.member.unit_id)
+        if cmd.words and (await unit_arg(ctx, cmd.rest)).id != unit.id:
+            raise Refusal("quota_other_unit.txt.j2", unit=unit.name)
+    elif cmd.words:
+        unit = await unit_arg(ctx, cmd.rest)
+    else:
+        rows = await progress(ctx.app, ctx.repo, ctx.now)
+        ctx.reply(
+            "quota_overview.txt.j2",
+            rows=[p for p in rows if lagging(ctx.app, p)],
+            total=len({p.unit.id for p in rows}),
+            now=ctx.now,
+        )
+        return
+    rows = await progress(ctx.app, ctx.repo, ctx.now, {unit.id})
+    last = await ctx.repo.reminders.last_for_unit("quota", unit.id)
+    ctx.reply(
+        "quota_detail.txt.j2",
+        unit=unit.name,
+        rows=rows,
+        lagging=[lagging(ctx.app, p) for p in rows],
+        last=last,
+        now=ctx.now,
+    )
+
+
+# ------------------------------------------------------------------ reminders
+
+
+async def remind_lagging(app: BotApp, repo: Repo, stage: str) -> dict:
+    """One reminder run: the group post, the coordinators' digest, the log and the streaks.
+    Returns what happened, for /催报's answer."""
+    now = app.clock.now()
+    day = now.date().isoformat()
+    rows = await progress(app, repo, now)
+    units_with_quota = {p.unit.id for p in rows}
+    behind = [p for p in rows if lagging(app, p)]
+    lagging_units = {p.unit.id for p in behind}
+    streaks = await repo.quotas.bump_streaks(units_with_quota, lagging_units, now)
+    already = {(r.ref, r.unit_id) for r in await repo.reminders.sent_on_day("quota", day)}
+    fresh = [p for p in behind if (p.quota.id, p.unit.id) not in already]
+    officers = await repo.members.officers_by_unit({p.unit.id for p in fresh})
+    to_mention = [p for p in fresh if officers[p.unit.id]]
+    orphans = sorted({p.unit.name for p in fresh if not officers[p.unit.id]})
+    escalate = sorted(
+        {
+            p.unit.name
+            for p in fresh
+            if streaks.get(p.unit.id, 0) >= app.config.quotas.escalate_after
+        }
+    )
+    if to_mention:
+        text = app.renderer.text("quota_reminder.txt.j2", rows=to_mention, now=now)
+        mention = [
+            m.im_id for uid in dict.fromkeys(p.unit.id for p in to_mention) for m in officers[uid]
+        ]
+        for group_id in sorted(app.groups):
+            app.queue(repo, "group", group_id, text, mention=mention)
+    if fresh:
+        digest = app.renderer.text(
+            "quota_digest.txt.j2", rows=fresh, now=now, escalate=escalate, orphans=orphans,
+            escalate_after=app.config.quotas.escalate_after,
+        )  # fmt: skip
+        for c in await repo.members.coordinators():
+            app.queue(repo, "private", c.im_id, digest)
+        for p in fresh:
+            repo.reminders.log("quota", p.quota.id, [p.unit.id], stage, now)
+    return {
+        "lagging": len(lagging_units),
+        "reminded": len({p.unit.id for p in fresh}),
+        "already": bool(behind) and not fresh,
+    }
+
+
+@router.command("催报", aliases=("remind",), roles=COORDINATORS)
+async def remind_now(ctx: Context, cmd: Command) -> None:
+    """/催报: the quota reminders now; /催报 Y12: that topic's reminder."""
+    if cmd.words:
+        from .topics import remind_topic_now
+
+        await remind_topic_now(ctx, cmd)
+        return
+    outcome = await remind_lagging(ctx.app, ctx.repo, "manual")
+    if not ctx.in_group or outcome["reminded"] == 0:
+        ctx.reply("quota_remind_result.txt.j2", **outcome)
+
+
+def reminder_times(app: BotApp, year: int, month: int) -> list[datetime]:
+    """This month's quota reminder times: day N (clamped to the month; a non-working day
+    moves to the previous working day of the month), or -N = the Nth working day before
+    the month's end; quiet hours respected."""
+    first = date(year, month, 1)
+    last = (first + timedelta(days=32)).replace(day=1) - timedelta(days=1)
+    workdays = [
+        first + timedelta(days=i)
+        for i in range(last.day)
+        if app.calendar.is_workday(first + timedelta(days=i))
+    ]
+    out = set()
+    for spec in app.config.schedule.quota_reminders:
+        day_text, _, hm = spec.partition(" ")
+        n = int(day_text)
+        if not workdays:
+            continue
+        if n < 0:
+            day = workdays[n] if len(workdays) >= -n else workdays[0]
+        else:
+            wanted = first.replace(day=min(n, last.day))
+            earlier = [d for d in workdays if d <= wanted]
+            day = earlier[-1] if earlier else workdays[0]
+        out.add(app.posting.next_allowed(datetime.combine(day, time.fromisoformat(hm))))
+    return sorted(out)
+
+
+def next_reminder(app: BotApp, after: datetime) -> datetime:
+    year, month = after.year, after.month
+    for _ in range(24):
+        later = [t for t in reminder_times(app, year, month) if t > after]
+        if later:
+            return later[0]
+        year, month = (year + 1, 1) if month == 12 else (year, month + 1)
+    raise RuntimeError("no quota reminder in two years")  # pragma: no cover
+
+
+def ensure_quota_jobs(app: BotApp) -> None:
+    now = app.clock.now()
+    when = next_reminder(app, now)
+    app.scheduler.ensure(
+        "quota:remind",
+        when,
+        "handlers.quotas:reminder_job",
+        when.isoformat(),
+        useful_until=when + timedelta(hours=8),
+    )
+    month_end = datetime.combine(st.period_containing("month", now).end.date(), BASE_POINTS_AT)
+    covered = st.previous(st.period_containing("month", month_end)).start.date().isoformat()
+    app.scheduler.ensure(
+        "quota:base",
+        month_end,
+        "handlers.quotas:base_points_job",
+        covered,
+        useful_until=month_end + timedelta(days=20),
+    )
+
+
+async def reminder_job(app: BotApp, planned: str) -> None:
+    async with app.db.transaction() as s:
+        repo = Repo(s)
+        if await repo.events.claim(f"quota-remind:{planned}", app.clock.now()):
+            await remind_lagging(app, repo, "scheduled")
+    app.sender.wake()
+    when = next_reminder(app, max(app.clock.now(), datetime.fromisoformat(planned)))
+    app.scheduler.at(
+        "quota:remind",
+        when,
+        "handlers.quotas:reminder_job",
+        when.isoformat(),
+        useful_until=when + timedelta(hours=8),
+    )
+
+
+async def base_points_job(app: BotApp, month_start: str) -> None:
+    """Month end: units that met their monthly submission quota get `[base] monthly_quota_met`."""
+    month = st.period_containing("month", datetime.fromisoformat(month_start))
+    at = month.end - timedelta(seconds=1)  # counted in the month it was earned
+    async with app.db.transaction() as s:
+        repo = Repo(s)
+        if await repo.events.claim(f"base-points:{month_start}", app.clock.now()):
+            rules = app.rules
+            for p in await progress(app, repo, month.end):
+                if (
+                    p.quota.period == "month"
+                    and p.quota.metric == "submitted"
+                    and p.done >= p.target
+                ):
+                    repo.reviews.add_points(
+                        p.unit.id,
+                        None,
+                        "base",
+                        p.quota.id,
+                        rules.monthly_quota_met,
+                        rules.version,
+                        at,
+                    )
+    next_end = datetime.combine(month.end.date() + timedelta(days=32), BASE_POINTS_AT).replace(
+        day=1
+    )
+    app.scheduler.at("quota:base", next_end, "handlers.quotas:base_points_job", month.end.date().isoformat(),
+                     useful_until=next_end + timedelta(days=20))  # fmt: skip
