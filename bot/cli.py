@@ -174,6 +174,35 @@ def cmd_standings(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_units_import(args: argparse.Namespace) -> int:
+    from datetime import datetime
+
+    from handlers.unit_import import import_units
+
+    config = _load_config(args.config)
+    path = Path(args.file)
+    try:
+        result = _run_with_db(
+            config,
+            lambda db: import_units(
+                db, path, datetime.now(config.tz).replace(tzinfo=None), args.skip_bad
+            ),
+        )
+    except (OSError, ValueError):
+        say("import_unreadable", path=path)
+        return 2
+    say("import_report", result=result, path=path, skip_bad=args.skip_bad)
+    return 1 if result.problems and not result.imported else 0
+
+
+def cmd_units_template(args: argparse.Namespace) -> int:
+    from handlers.unit_import import write_template
+
+    write_template(Path(args.out))
+    say("template_written", path=args.out)
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="xinxibot", description="政务信息工作机器人 (county government information bot)"
@@ -217,6 +246,21 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--period", choices=sorted(PERIODS), default="year")
     s.add_argument("--config")
     s.set_defaults(func=cmd_standings)
+
+    s = sub.add_parser("units", help="import units, officers and quotas from a sheet")
+    units_sub = s.add_subparsers(dest="units_command", required=True)
+    u = units_sub.add_parser("import", help="import FILE.xlsx or FILE.csv")
+    u.add_argument("file")
+    u.add_argument(
+        "--skip-bad", action="store_true", help="import the good rows even if some rows are bad"
+    )
+    u.add_argument("--config")
+    u.set_defaults(func=cmd_units_import)
+    u = units_sub.add_parser(
+        "template", help="write an empty import sheet with the expected headers"
+    )
+    u.add_argument("--out", default="单位导入模板.xlsx")
+    u.set_defaults(func=cmd_units_template)
 
     s = sub.add_parser("db", help="database maintenance")
     db_sub = s.add_subparsers(dest="db_command", required=True)

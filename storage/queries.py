@@ -129,6 +129,12 @@ class Units:
         await self.s.flush()
         return unit
 
+    async def add_aliases(self, unit: Unit, aliases: Iterable[str]) -> None:
+        for alias in aliases:
+            if await self.s.get(UnitAlias, alias) is None:
+                self.s.add(UnitAlias(alias=alias, unit_id=unit.id))
+        await self.s.flush()
+
     async def all_active(self) -> list[Unit]:
         return list(
             (await self.s.execute(select(Unit).where(Unit.active).order_by(Unit.id))).scalars()
