@@ -15,6 +15,7 @@ from .models import (
     DraftEvent,
     Member,
     OfficerTerm,
+    Quota,
     Role,
     Topic,
     TopicTarget,
@@ -138,6 +139,18 @@ async def seed(db: Database, now: datetime) -> bool:
                         DraftEvent(draft_id=draft.id, action="submit", actor_id=member.id, at=when)
                     )
             day += timedelta(days=1)
+        # quotas: every unit 4 drafts a month, the direct-reporting points 12 points a year
+        s.add(Quota(scope="all", period="month", metric="submitted", target=4, valid_from=start))
+        s.add(
+            Quota(
+                scope="kind",
+                kind="direct_point",
+                period="year",
+                metric="points",
+                target=12,
+                valid_from=start,
+            )
+        )
         # an open topic due in a few days, one unit has answered already
         coordinator = (
             await s.execute(select(Member).where(Member.im_id == min(COORDINATORS)))

@@ -55,3 +55,20 @@ async def test_demo_seed_upload_and_fast_forward(tmp_path):
         before = state["now"]
         reply = await (await client.post("/sandbox/advance", json={"minutes": 60 * 24})).json()
         assert reply["now"] > before
+
+
+async def test_demo_fast_forward_reaches_the_quota_reminder(tmp_path):
+    from bot.sandbox import make_demo_app
+
+    app = make_demo_app(tmp_path / "demo.db", "127.0.0.1", 0)
+    async with TestClient(TestServer(app)) as client:
+        texts: list[str] = []
+        for _ in range(8):  # weekly report, topic reminders ... up to the 25th's quota reminder
+            assert (await client.post("/sandbox/advance", json={"to_next": True})).status == 200
+            state = await (await client.get("/sandbox/state")).json()
+            texts = [line["text"] for line in state["lines"]]
+            if any("【催报提醒】" in t for t in texts):
+                break
+        reminder = next(t for t in texts if "【催报提醒】" in t)
+        assert "本月报送" in reminder and "/4条" in reminder
+        assert any("【催报汇总】" in t and "胜天镇" in t for t in texts)  # no officer: flagged privately
