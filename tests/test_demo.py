@@ -71,4 +71,6 @@ async def test_demo_fast_forward_reaches_the_quota_reminder(tmp_path):
                 break
         reminder = next(t for t in texts if "【催报提醒】" in t)
         assert "本月报送" in reminder and "/4条" in reminder
-        assert any("【催报汇总】" in t and "胜天镇" in t for t in texts)  # no officer: flagged privately
+        assert any(
+            "【催报汇总】" in t and "胜天镇" in t for t in texts
+        )  # no officer: flagged privately
