@@ -8,6 +8,19 @@ from bot.context import Context, Refusal
 from bot.router import Command, normalize
 from storage.models import Draft, Role, Unit
 
+PERIOD_WORDS = {
+    "周": "week",
+    "本周": "week",
+    "月": "month",
+    "本月": "month",
+    "月度": "month",
+    "季": "quarter",
+    "季度": "quarter",
+    "年": "year",
+    "年度": "year",
+    "全年": "year",
+}
+
 _DRAFT_NO = re.compile(r"^[Gg]?(\d{1,12})$")
 _FULLWIDTH_ALNUM = str.maketrans(
     {chr(0xFF10 + i): str(i) for i in range(10)} | {"Ｇ": "G", "ｇ": "g"}

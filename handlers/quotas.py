@@ -22,21 +22,13 @@ from storage import standings as st
 from storage.models import Quota, Role, Unit
 from storage.queries import Repo
 
-from .common import unit_arg, usage
+from .common import PERIOD_WORDS, unit_arg, usage
 
 if TYPE_CHECKING:
     from bot.app import BotApp
 
 router = Router("quotas")
 
-PERIODS = {
-    "月": "month",
-    "月度": "month",
-    "季": "quarter",
-    "季度": "quarter",
-    "年": "year",
-    "年度": "year",
-}
 METRICS = {"报送": "submitted", "采用": "adopted", "积分": "points"}
 SCOPE_WORDS = {"全部": ("all", None), "全体": ("all", None), "乡镇": ("kind", "township"), "部门": ("kind", "department"),
                "直报点": ("kind", "direct_point")}  # fmt: skip
@@ -138,13 +130,13 @@ async def set_quota(ctx: Context, cmd: Command) -> None:
     if len(cmd.words) != 4:
         raise usage(ctx, "设任务")
     who, period_word, metric_word, amount = cmd.words
-    period, metric = PERIODS.get(period_word), METRICS.get(metric_word)
-    if period is None or metric is None:
+    period, metric = PERIOD_WORDS.get(period_word), METRICS.get(metric_word)
+    if period in (None, "week") or metric is None:
         raise Refusal(
             "quota_bad_words.txt.j2",
             period=period_word,
             metric=metric_word,
-            ok_period=period is not None,
+            ok_period=period not in (None, "week"),
         )
     amount = normalize(amount)
     if not _AMOUNT.match(amount) or (metric != "points" and "." in amount):

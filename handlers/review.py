@@ -21,13 +21,6 @@ router = Router("review")
 
 _ISSUE = re.compile(r"^第?(\d{1,5})期$")
 REVOKE_WORDS = ("撤销", "撤消", "取消")
-FORWARD_LEVELS = {
-    "省": "province",
-    "省办": "province",
-    "国": "national",
-    "国办": "national",
-    "国家": "national",
-}
 
 
 def _reviewable(draft: Draft) -> None:
@@ -188,11 +181,14 @@ async def _revoke_adoption(
 
 @router.command("上报", aliases=("forward",), roles=COORDINATORS)
 async def forward_draft(ctx: Context, cmd: Command) -> None:
-    if len(cmd.words) < 2 or cmd.words[1] not in FORWARD_LEVELS:
+    level = LEVEL_WORDS.get(cmd.words[1].removesuffix("办")) if len(cmd.words) >= 2 else None
+    if level not in (
+        "province",
+        "national",
+    ):  # forwarding goes to the province or the State Council
         raise usage(ctx, "上报")
     draft = await draft_arg(ctx, cmd)
     _reviewable(draft)
-    level = FORWARD_LEVELS[cmd.words[1]]
     if await ctx.repo.reviews.forward(draft.id, level) is not None:
         raise Refusal("forward_duplicate.txt.j2", draft=draft, level=level)
     forward = Forward(

@@ -12,23 +12,13 @@ from storage import standings as st
 from storage.queries import Repo
 
 from . import export
-from .common import usage
+from .common import PERIOD_WORDS, usage
 
 if TYPE_CHECKING:
     from bot.app import BotApp
 
 router = Router("standings")
 
-PERIOD_WORDS = {
-    "周": "week",
-    "本周": "week",
-    "月": "month",
-    "本月": "month",
-    "季": "quarter",
-    "季度": "quarter",
-    "年": "year",
-    "全年": "year",
-}
 GROUP_LIMIT = 20  # ranking lines in a group post; the rest via /导出
 PRIVATE_LIMIT = 100
 REPORT_TIME = time(9, 0)
