@@ -50,7 +50,13 @@ class BotApp:
             else None
         )
         self.transport: Transport = transport or self.http_api or self.ws_hub
-        self.sender = Sender(self.db, self.transport, self.clock, config.onebot.rate_per_minute)
+        self.sender = Sender(
+            self.db,
+            self.transport,
+            self.clock,
+            config.onebot.rate_per_minute,
+            on_drop=self._dropped,
+        )
         self.dispatcher = Dispatcher(self)
         self.calendar = WorkCalendar(config.calendar.holidays, config.calendar.workdays)
         self.posting = PostingTimes(self.calendar, QuietHours(config.schedule.quiet_hours))
@@ -77,7 +83,7 @@ class BotApp:
             pending_files = await repo.files.pending_ids()
         for job_id in pending_files:  # downloads interrupted by a restart
             self.spawn(files.download(self, job_id))
-        self.sender.start()
+        await self.sender.start()
         self.scheduler.start()
         standings.ensure_report_jobs(self)
         quotas.ensure_quota_jobs(self)
@@ -120,6 +126,20 @@ class BotApp:
             await self.db.optimize()
 
     # ------------------------------------------------------------ outgoing
+
+    async def _dropped(self, rows) -> None:
+        """Messages too old to send after an outage: the coordinators are told, once per drop."""
+        targets = sorted({(r.target_type, r.target_id) for r in rows})
+        async with self.db.transaction() as s:
+            repo = Repo(s)
+            text = self.renderer.text(
+                "outbox_dropped.txt.j2",
+                count=len(rows),
+                targets=targets,
+                oldest=min(r.created_at for r in rows),
+            )
+            for c in await repo.members.coordinators():
+                self.queue(repo, "private", c.im_id, text)
 
     def queue(
         self,

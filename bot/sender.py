@@ -3,11 +3,13 @@
 Rules (DESIGN §8):
 * In order per target: a target's next message waits until the one before it
   is settled.
-* At most once: a message is re-sent only when the IM side certainly did not
-  take it (`down`: nothing connected; `failed`: it answered with an error).
-  A timeout or a broken connection after the request went out is `unknown`:
-  the row is marked `unknown`, logged and listed by `xinxibot outbox`, never
-  re-sent automatically.
+* At most once: a row is marked `sending` (committed) before its API call. It
+  is re-sent only when the IM side certainly did not take it (`down`: nothing
+  connected; `failed`: it answered with an error). A timeout, a broken
+  connection after the request went out, or a crash during the call (rows
+  still `sending` at start-up) make it `unknown`: logged, listed by
+  `xinxibot outbox`, never re-sent automatically. OneBot's `status: async`
+  counts as delivered (the implementation accepted it).
 * Retried with exponential backoff (2 s doubling up to 5 min); a row still
   undelivered after `max_age` is dropped with a log line.
 * Rate-limited per target with a token bucket (rate_per_minute, burst 5;
@@ -103,8 +105,10 @@ class Sender:
         clock: Clock,
         rate_per_minute: int,
         max_age: timedelta = timedelta(hours=24),
+        on_drop=None,
     ) -> None:
         self.db, self.transport, self.clock = db, transport, clock
+        self.on_drop = on_drop  # async (dropped rows) -> None: tell the coordinators
         self.limiter = RateLimiter(clock, rate_per_minute)
         self.max_age = max_age
         self._wake = asyncio.Event()
@@ -127,7 +131,17 @@ class Sender:
             )
         self.wake()
 
-    def start(self) -> None:
+    async def start(self) -> None:
+        """Rows left `sending` by a crash may have gone out: mark them unknown, then run."""
+        async with self.db.transaction() as s:
+            result = await s.execute(
+                update(Outbox).where(Outbox.status == "sending").values(status="unknown")
+            )
+        if result.rowcount:
+            log.warning(
+                "outbox: %d message(s) were in flight at the last stop; marked unknown",
+                result.rowcount,
+            )
         self._task = asyncio.create_task(self._run(), name="outbox-sender")
 
     async def stop(self, flush_timeout: float = 5.0) -> None:
@@ -241,6 +255,12 @@ class Sender:
             else ("send_private_msg", {"user_id": target_id, "message": message})
         )
         self.limiter.take(target)
+        async with (
+            self.db.transaction() as s
+        ):  # recorded before the call: a crash now means "unknown"
+            await s.execute(
+                update(Outbox).where(Outbox.id.in_([r.id for r in batch])).values(status="sending")
+            )
         try:
             result = await self.transport.call(batch[0].self_id, action, params)
         except Exception as exc:  # a transport bug must not lose the row
@@ -252,7 +272,7 @@ class Sender:
         now = self.clock.now()
         ids = [r.id for r in batch]
         attempts = batch[0].attempts + 1
-        if result.ok:
+        if result.ok or result.status == "async":
             mid = result.data.get("message_id") if isinstance(result.data, dict) else None
             values = {
                 "status": "sent",
@@ -272,6 +292,7 @@ class Sender:
             backoff = min(timedelta(seconds=2 ** min(attempts, 12)), MAX_BACKOFF)
             log.info("outbox %s: %s (%s); retry in %s", ids, result.status, result.error, backoff)
             values = {
+                "status": "pending",  # certainly not delivered: try again after the backoff
                 "attempts": attempts,
                 "last_error": result.error,
                 "next_attempt_at": now + backoff,
@@ -284,6 +305,8 @@ class Sender:
         log.warning("outbox: dropping %d message(s) older than %s: %s", len(ids), self.max_age, ids)
         async with self.db.transaction() as s:
             await s.execute(update(Outbox).where(Outbox.id.in_(ids)).values(status="dropped"))
+        if self.on_drop is not None:
+            await self.on_drop(rows)
 
 
 def _int_or_none(value: object) -> int | None:

@@ -2,6 +2,7 @@
 
 Every call answers an ApiResult whose status is one of
   ok      - the implementation said status "ok"
+  async   - it accepted the call to run later (OneBot `status: async`): delivered
   failed  - it answered, and not "ok" (NapCat: status failed, retcode 200)
   down    - nothing reached it (connection refused, no socket): safe to retry
   unknown - the request may have gone through (timeout): not blindly re-sent
@@ -34,8 +35,8 @@ class ApiResult:
 
 
 def result_from_envelope(envelope: Any) -> ApiResult:
-    if isinstance(envelope, dict) and envelope.get("status") == "ok":
-        return ApiResult("ok", envelope.get("data"))
+    if isinstance(envelope, dict) and envelope.get("status") in ("ok", "async"):
+        return ApiResult(envelope["status"], envelope.get("data"))
     if isinstance(envelope, dict):
         return ApiResult(
             "failed",
