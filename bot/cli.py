@@ -174,6 +174,37 @@ def cmd_standings(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_outbox(args: argparse.Namespace) -> int:
+    import json as json_module
+
+    from sqlalchemy import select
+
+    from storage.models import Outbox
+
+    config = _load_config(args.config)
+    statuses = ["pending", "sending", "failed", "unknown", "dropped"] + (
+        ["sent"] if args.all else []
+    )
+
+    async def work(db):
+        async with db.reader() as s:
+            q = (
+                select(Outbox)
+                .where(Outbox.status.in_(statuses))
+                .order_by(Outbox.id.desc())
+                .limit(args.limit)
+            )
+            return list((await s.execute(q)).scalars())
+
+    rows = _run_with_db(config, work)
+    texts = [
+        "".join(seg["data"].get("text", "") for seg in json_module.loads(r.segments)).strip()
+        for r in rows
+    ]
+    say("outbox", rows=list(zip(rows, texts, strict=True)))
+    return 0
+
+
 def cmd_units_import(args: argparse.Namespace) -> int:
     from datetime import datetime
 
@@ -246,6 +277,12 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--period", choices=sorted(PERIODS), default="year")
     s.add_argument("--config")
     s.set_defaults(func=cmd_standings)
+
+    s = sub.add_parser("outbox", help="list messages that are pending, failed, unknown or dropped")
+    s.add_argument("--all", action="store_true", help="include sent messages")
+    s.add_argument("--limit", type=int, default=50)
+    s.add_argument("--config")
+    s.set_defaults(func=cmd_outbox)
 
     s = sub.add_parser("units", help="import units, officers and quotas from a sheet")
     units_sub = s.add_subparsers(dest="units_command", required=True)

@@ -152,7 +152,10 @@ class Sender:
             try:
                 await asyncio.wait_for(self._task, flush_timeout)
             except TimeoutError:
-                self._task.cancel()
+                log.warning(
+                    "outbox: not flushed within %s s at shutdown; the rest goes out after the restart",
+                    flush_timeout,
+                )
             self._task = None
 
     async def drained(self) -> None:

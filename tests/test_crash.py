@@ -68,9 +68,18 @@ def events() -> list[bytes]:
     return out
 
 
+def spawn(*args: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "bot.cli", *args],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+
+
 async def start_bot(config: Path, port: int) -> subprocess.Popen:
-    proc = subprocess.Popen([sys.executable, "-m", "bot.cli", "run", "--config", str(config)], cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    proc = spawn("run", "--config", str(config))
     async with aiohttp.ClientSession() as session:
         for _ in range(200):  # bounded: up to ~20 s for start-up
             try:
@@ -150,7 +159,7 @@ async def test_kill_9_mid_burst_loses_nothing_acknowledged_and_sends_nothing_twi
             await asyncio.sleep(0.1)
     finally:
         proc.terminate()
-        proc.wait(timeout=20)
+        await asyncio.to_thread(proc.wait, 30)
 
     numbers = [int(n) for text in fake_onebot.texts() for n in RECEIPT.findall(text)]
     con = sqlite3.connect(tmp_path / "bot.db")
@@ -168,3 +177,24 @@ async def test_kill_9_mid_burst_loses_nothing_acknowledged_and_sends_nothing_twi
     assert set(numbers) <= ids  # every receipt that went out is for a stored draft
     assert acked >= kill_at
     assert statuses.get("pending", 0) == 0 and statuses.get("sending", 0) == 0
+
+
+async def test_sigterm_finishes_in_flight_work_and_flushes_the_sender(tmp_path, fake_onebot):
+    port = free_port()
+    config = write_setup(tmp_path, fake_onebot.url, port)
+    proc = await start_bot(config, port)
+    _, acked = await post_all(port, events()[:200], stop_after=None)
+    proc.send_signal(signal.SIGTERM)
+    # wait in a thread: the fake OneBot API in this process must keep answering the flush
+    assert await asyncio.to_thread(proc.wait, 30) == 0
+    assert acked == 200
+    con = sqlite3.connect(tmp_path / "bot.db")
+    assert con.execute("select count(*) from draft").fetchone()[0] == 200
+    assert dict(
+        con.execute("select status, count(*) from outbox group by status").fetchall()
+    ).keys() == {"sent"}
+    con.close()
+    numbers = [int(n) for text in fake_onebot.texts() for n in RECEIPT.findall(text)]
+    assert sorted(numbers) == list(range(1, 201))
+    listing, _ = spawn("outbox", "--config", str(config)).communicate(timeout=60)
+    assert "发件箱中没有待发送、失败或结果不明的消息" in listing

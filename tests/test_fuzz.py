@@ -36,7 +36,7 @@ weird_text = st.one_of(
             "😀" * 3,
             "１２月３１日下午１１点",
         ]
-    ),  # fmt: skip
+    ),
 )
 json_value = st.recursive(
     st.none()
