@@ -28,12 +28,14 @@ from sqlalchemy import text as text_sql
 
 from bot.app import BotApp
 from bot.config import build
+from handlers.quotas import lagging, progress
 from handlers.standings import weekly_report
 from storage import migrate
 from storage import standings as st
 from storage.db import Database
 from storage.queries import Repo
 
+ROOT = Path(__file__).resolve().parents[1]
 SCALES = {
     "county": {"units": 50, "drafts": 5_000, "adoptions": 1_000},
     "province": {"units": 3_000, "drafts": 1_000_000, "adoptions": 200_000},
@@ -51,6 +53,13 @@ def ts(dt: datetime) -> str:
 
 
 def rss_mb() -> float:
+    """Peak RSS of this process image (VmHWM; ru_maxrss can carry the parent's peak over
+    fork + exec, which made the generator's memory look like the bot's)."""
+    status = Path("/proc/self/status")
+    if status.exists():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
@@ -113,6 +122,14 @@ def generate(
         points_rows,
     )
     con.execute("UPDATE draft SET status = 'adopted' WHERE id IN (SELECT draft_id FROM adoption)")
+    # What the reminders judge: 4 drafts a month for every unit, 12 points a year for direct points.
+    con.executemany(
+        "INSERT INTO quota (scope, unit_id, kind, period, metric, target, valid_from) VALUES (?, NULL, ?, ?, ?, ?, ?)",
+        [
+            ("all", None, "month", "submitted", 4, created),
+            ("kind", "direct_point", "year", "points", 12, created),
+        ],
+    )
     con.commit()
     con.close()
 
@@ -136,7 +153,7 @@ async def measure(path: Path, repeat: int) -> dict[str, float]:
     out: dict[str, list[float]] = {
         "yearly_standings_ms": [],
         "weekly_post_ms": [],
-        "ranking_ms": [],
+        "lagging_ms": [],
     }
     await app.db.optimize()  # what the bot does at start-up
     async with app.db.reader() as s:
@@ -151,6 +168,9 @@ async def measure(path: Path, repeat: int) -> dict[str, float]:
             t = time.perf_counter()
             text = await weekly_report(app, repo, week)
             out["weekly_post_ms"].append((time.perf_counter() - t) * 1000)
+            t = time.perf_counter()
+            behind = [p for p in await progress(app, repo, NOW) if lagging(app, p)]
+            out["lagging_ms"].append((time.perf_counter() - t) * 1000)
         plan = (await s.execute(text_sql(
             "EXPLAIN QUERY PLAN SELECT unit_id, count(*) FROM draft WHERE submitted_at >= :a AND submitted_at < :b "
             "AND status NOT IN ('withdrawn', 'awaiting_file') GROUP BY unit_id"), {"a": ts(year.start), "b": ts(NOW)},
@@ -158,6 +178,7 @@ async def measure(path: Path, repeat: int) -> dict[str, float]:
     await app.db.close()
     result = {k: statistics.median(v) for k, v in out.items() if v}
     result["weekly_post_chars"] = len(text)
+    result["lagging_units"] = len({p.unit.id for p in behind})
     result["draft_count_plan"] = " / ".join(str(r[-1]) for r in plan)
     return result
 
@@ -170,6 +191,55 @@ def measure_in_child(path: Path, repeat: int) -> dict:
     out = subprocess.run([sys.executable, __file__, "--measure", str(path), "--repeat", str(repeat)],
                          capture_output=True, text=True, check=True)  # fmt: skip
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def startup(path: Path | None, runs: int = 3) -> tuple[float, float]:
+    """Seconds from spawning `xinxibot run` until it answers HTTP (median of `runs`),
+    and its RSS after 3 s idle. `path` None: a new, empty database each run."""
+    import os
+    import socket
+    import subprocess
+    import urllib.request
+
+    times, rss = [], 0.0
+    for _ in range(runs):
+        with tempfile.TemporaryDirectory() as tmp:
+            db = path or Path(tmp) / "empty.db"
+            with socket.socket() as sock:
+                sock.bind(("127.0.0.1", 0))
+                port = sock.getsockname()[1]
+            config = Path(tmp) / "xinxibot.toml"
+            config.write_text(f'[bot]\ndatabase = "sqlite+aiosqlite:///{db}"\nlisten = "127.0.0.1:{port}"\n'
+                              '[onebot]\ngroups = [700100200]\napi_url = ""\n', encoding="utf-8")  # fmt: skip
+            start = time.perf_counter()
+            proc = subprocess.Popen([sys.executable, "-m", "bot.cli", "run", "--config", str(config)],
+                                    cwd=Path(__file__).resolve().parents[1], stdout=subprocess.DEVNULL,
+                                    stderr=subprocess.DEVNULL, env={**os.environ, "PYTHONPATH": str(ROOT)})  # fmt: skip
+            try:
+                while True:
+                    if proc.poll() is not None or time.perf_counter() - start > 60:
+                        raise SystemExit("xinxibot run did not start")
+                    try:
+                        urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=1)
+                    except urllib.error.HTTPError:
+                        break  # 404: the server answers
+                    except OSError:
+                        time.sleep(0.01)
+                        continue
+                    break
+                times.append(time.perf_counter() - start)
+                time.sleep(3)
+                status = Path(f"/proc/{proc.pid}/status").read_text()
+                rss = (
+                    int(
+                        next(ln for ln in status.splitlines() if ln.startswith("VmRSS:")).split()[1]
+                    )
+                    / 1024
+                )
+            finally:
+                proc.terminate()
+                proc.wait(10)
+    return statistics.median(times), rss
 
 
 def main() -> int:
@@ -212,7 +282,11 @@ def main() -> int:
         f"history spans {args.years:g} year(s) up to {NOW:%Y-%m-%d}; median of {args.repeat} runs"
     )
     print(f"{'scale':<10}{'units':>7}{'drafts':>10}{'adoptions':>11}{'generate s':>12}{'standings ms':>14}"
-          f"{'weekly post ms':>16}{'peak RSS MB':>13}")  # fmt: skip
+          f"{'weekly post ms':>16}{'lagging ms':>12}{'peak RSS MB':>13}{'startup s':>11}{'idle RSS MB':>13}")  # fmt: skip
+    empty_start, empty_rss = startup(None)
+    print(
+        f"{'empty':<10}{0:>7}{0:>10}{0:>11}{'':>12}{'':>14}{'':>16}{'':>12}{'':>13}{empty_start:>11.2f}{empty_rss:>13.0f}"
+    )
     for name, size in scales.items():
         tmp = None
         path = args.keep
@@ -225,8 +299,11 @@ def main() -> int:
             generate(path, **size, years=args.years)
         generated = time.perf_counter() - t
         r = measure_in_child(path, args.repeat)
+        boot, idle_rss = startup(path)
         print(f"{name:<10}{size['units']:>7}{size['drafts']:>10}{size['adoptions']:>11}{generated:>12.1f}"
-              f"{r['yearly_standings_ms']:>14.1f}{r['weekly_post_ms']:>16.1f}{r['peak_rss_mb']:>13.0f}")  # fmt: skip
+              f"{r['yearly_standings_ms']:>14.1f}{r['weekly_post_ms']:>16.1f}{r['lagging_ms']:>12.1f}"
+              f"{r['peak_rss_mb']:>13.0f}{boot:>11.2f}{idle_rss:>13.0f}")  # fmt: skip
+        print(f"  lagging units found: {r['lagging_units']} of {size['units']}")
         print(f"  draft count plan: {r['draft_count_plan']}")
         if tmp:
             tmp.cleanup()

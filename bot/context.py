@@ -59,13 +59,15 @@ class Context:
 
     # ------------------------------------------------------------ outgoing
 
-    def reply(self, template: str, /, *, mergeable: bool = False, **context: Any) -> None:
+    def reply(self, template: str, /, **context: Any) -> None:
         """Answer in the chat the event came from (in a group, @-mentioning the sender)."""
-        self.reply_text(self.render(template, **context), mergeable=mergeable)
+        self.reply_text(self.render(template, **context))
 
-    def reply_text(self, text: str, *, mergeable: bool = False) -> None:
+    def reply_text(self, text: str) -> None:
+        # Group answers each start with their @-mention, so when several wait
+        # (a deadline rush) they go out merged into one message.
         if self.in_group:
-            self.post(self.event.group_id, text, mention=[self.event.user_id], mergeable=mergeable)
+            self.post(self.event.group_id, text, mention=[self.event.user_id], mergeable=True)
         else:
             self.tell(self.event.user_id, text)
 

@@ -40,6 +40,9 @@ BURST = 5
 MAX_BACKOFF = timedelta(minutes=5)
 MAX_FAILED_ATTEMPTS = 10
 DRAIN_TIMEOUT = 10.0
+# Oldest pending rows read per pass: enough for a full merged message per
+# target; reading a long backlog whole each pass made delivery quadratic.
+PASS_ROWS = 100
 
 
 @dataclass
@@ -123,7 +126,7 @@ class Sender:
 
     async def retry_now(self) -> None:
         """The IM side is back (a socket connected): end the backoff of waiting messages."""
-        async with self.db.transaction() as s:
+        async with self.db.transaction(urgent=True) as s:
             await s.execute(
                 update(Outbox)
                 .where(Outbox.status == "pending", Outbox.next_attempt_at.is_not(None))
@@ -133,7 +136,7 @@ class Sender:
 
     async def start(self) -> None:
         """Rows left `sending` by a crash may have gone out: mark them unknown, then run."""
-        async with self.db.transaction() as s:
+        async with self.db.transaction(urgent=True) as s:
             result = await s.execute(
                 update(Outbox).where(Outbox.status == "sending").values(status="unknown")
             )
@@ -199,7 +202,7 @@ class Sender:
                         select(Outbox)
                         .where(Outbox.status == "pending")
                         .order_by(Outbox.id)
-                        .limit(1000)
+                        .limit(PASS_ROWS)
                     )
                 )
                 .scalars()
@@ -258,9 +261,8 @@ class Sender:
             else ("send_private_msg", {"user_id": target_id, "message": message})
         )
         self.limiter.take(target)
-        async with (
-            self.db.transaction() as s
-        ):  # recorded before the call: a crash now means "unknown"
+        # recorded before the call: a crash now means "unknown"
+        async with self.db.transaction(urgent=True) as s:
             await s.execute(
                 update(Outbox).where(Outbox.id.in_([r.id for r in batch])).values(status="sending")
             )
@@ -300,13 +302,13 @@ class Sender:
                 "last_error": result.error,
                 "next_attempt_at": now + backoff,
             }
-        async with self.db.transaction() as s:
+        async with self.db.transaction(urgent=True) as s:
             await s.execute(update(Outbox).where(Outbox.id.in_(ids)).values(**values))
 
     async def _drop(self, rows: list[Outbox]) -> None:
         ids = [r.id for r in rows]
         log.warning("outbox: dropping %d message(s) older than %s: %s", len(ids), self.max_age, ids)
-        async with self.db.transaction() as s:
+        async with self.db.transaction(urgent=True) as s:
             await s.execute(update(Outbox).where(Outbox.id.in_(ids)).values(status="dropped"))
         if self.on_drop is not None:
             await self.on_drop(rows)

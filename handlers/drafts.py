@@ -105,9 +105,7 @@ async def send_receipt(ctx: Context, draft: Draft) -> None:
         topic = await ctx.repo.topics.get(int(draft.topic_ref[1:]))
         note = "unknown" if topic is None else ("closed" if topic.status != "open" else None)
     template = "draft_receipt.txt.j2" if ctx.in_group else "draft_receipt_private.txt.j2"
-    ctx.reply(
-        template, mergeable=ctx.in_group, draft=draft, unit=unit.name, nth=nth, topic_note=note
-    )
+    ctx.reply(template, draft=draft, unit=unit.name, nth=nth, topic_note=note)
 
 
 def check_title(title: str) -> None:

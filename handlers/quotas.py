@@ -86,6 +86,7 @@ async def progress(
     quotas = await repo.quotas.active_at(at)
     units = [u for u in await repo.units.all_active() if unit_ids is None or u.id in unit_ids]
     figures: dict[str, dict[int, st.UnitStanding]] = {}
+    shares: dict[str, float] = {}  # the calendar walk is the same for every unit
     out = []
     for unit in units:
         for (period_kind, metric), quota in sorted(effective(quotas, unit).items(), key=_order):
@@ -103,9 +104,9 @@ async def progress(
                     "points": row.points,
                 }[metric]
             )
-            out.append(
-                Progress(unit, quota, period, done, quota.target * expected_share(app, period, at))
-            )
+            if period_kind not in shares:
+                shares[period_kind] = expected_share(app, period, at)
+            out.append(Progress(unit, quota, period, done, quota.target * shares[period_kind]))
     return out
 
 

@@ -4,15 +4,26 @@ One transaction per event: the event's effects, its outbox messages and its
 processed-event key commit together. SQLite allows one writer at a time, so
 write transactions are serialised by an asyncio lock instead of colliding on
 "database is locked".
+
+SQLite statements of the event path run on the event-loop thread. aiosqlite
+hands every call (cursor, execute, fetch, commit) to a worker thread and back;
+one such hop costs ~0.5 ms on a small VM while the statement itself costs
+microseconds, so an event's ten statements spent ~25 ms hopping (bench/README.md).
+Long scans (the standings aggregates) keep aiosqlite's worker
+threads through `scan_reader()`, so a province-sized ranking never stalls the loop.
 """
 
 from __future__ import annotations
 
 import asyncio
+import sqlite3
+from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
+import aiosqlite
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -35,12 +46,46 @@ def is_sqlite(url: str) -> bool:
     return url.startswith("sqlite")
 
 
-def make_engine(url: str) -> AsyncEngine:
+class _RunNow:
+    """Stands in for aiosqlite's queue to its worker thread: runs each call at once."""
+
+    def put_nowait(self, item: tuple[asyncio.Future | None, Any]) -> None:
+        future, function = item
+        try:
+            result = function()
+        except BaseException as exc:  # handed to the awaiting caller, as aiosqlite does
+            if future is not None:
+                future.set_exception(exc)
+        else:
+            if future is not None:
+                future.set_result(result)
+
+
+class InlineConnection(aiosqlite.Connection):
+    """aiosqlite's API with every sqlite3 call made on the calling (event-loop) thread."""
+
+    def __init__(self, connector: Any, iter_chunk_size: int = 64) -> None:
+        super().__init__(connector, iter_chunk_size)
+        self._tx = _RunNow()  # type: ignore[assignment]
+
+    def __await__(self):
+        return self._connect().__await__()  # no worker thread to start
+
+
+def _inline_connect(database: str, **kwargs: Any) -> InlineConnection:
+    return InlineConnection(lambda: sqlite3.connect(database, **kwargs))
+
+
+def make_engine(url: str, inline: bool = True) -> AsyncEngine:
+    """An engine for `url`; on SQLite, `inline` runs statements on the loop thread."""
     if is_sqlite(url):
         path = url.split(":///", 1)[1] if ":///" in url else ""
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_async_engine(url, connect_args={"check_same_thread": False})
+        connect_args: dict[str, Any] = {"check_same_thread": False}
+        if inline:
+            connect_args["async_creator_fn"] = _inline_connect
+        engine = create_async_engine(url, connect_args=connect_args)
 
         @event.listens_for(engine.sync_engine, "connect")
         def _pragmas(dbapi_conn, _record) -> None:
@@ -53,6 +98,46 @@ def make_engine(url: str) -> AsyncEngine:
     return create_async_engine(url, pool_size=10, max_overflow=5, pool_pre_ping=True)
 
 
+class WriteLock:
+    """SQLite's one writer, in turns: first come, first served, except that
+    `urgent` waiters (the outbox sender's short status updates) go before
+    queued events. Without that, under a burst every delivery waited behind
+    every queued submission and receipts fell seconds behind the commits."""
+
+    def __init__(self) -> None:
+        self._held = False
+        self._waiters: dict[bool, deque[asyncio.Future]] = {True: deque(), False: deque()}
+
+    @asynccontextmanager
+    async def hold(self, urgent: bool = False) -> AsyncIterator[None]:
+        if self._held or self._waiters[True] or self._waiters[False]:
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiters[urgent].append(waiter)
+            try:
+                await waiter  # ownership is handed over by the releasing holder
+            except BaseException:
+                if not waiter.cancelled() and waiter.done():
+                    self._release()  # handed over just as we were cancelled: pass it on
+                else:
+                    self._waiters[urgent].remove(waiter)
+                raise
+        else:
+            self._held = True
+        try:
+            yield
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        for queue in (self._waiters[True], self._waiters[False]):
+            while queue:
+                waiter = queue.popleft()
+                if not waiter.done():
+                    waiter.set_result(None)  # _held stays True: the waiter owns it now
+                    return
+        self._held = False
+
+
 class Database:
     """Owns the engine and hands out sessions and write transactions."""
 
@@ -60,22 +145,31 @@ class Database:
         self.url = url
         self.engine = make_engine(url)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
-        self._write_lock = asyncio.Lock() if is_sqlite(url) else None
+        self.scan_engine = make_engine(url, inline=False) if is_sqlite(url) else self.engine
+        self.scan_sessions = async_sessionmaker(self.scan_engine, expire_on_commit=False)
+        self._write_lock = WriteLock() if is_sqlite(url) else None
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[AsyncSession]:
-        """A session whose work commits on success and rolls back on error."""
+    async def transaction(self, urgent: bool = False) -> AsyncIterator[AsyncSession]:
+        """A session whose work commits on success and rolls back on error.
+        `urgent` (SQLite): go before the queued event transactions."""
         if self._write_lock is None:
             async with self.sessions() as session, session.begin():
                 yield session
             return
-        async with self._write_lock, self.sessions() as session, session.begin():
+        async with self._write_lock.hold(urgent), self.sessions() as session, session.begin():
             yield session
 
     @asynccontextmanager
     async def reader(self) -> AsyncIterator[AsyncSession]:
         """A session for reads only (no lock: WAL readers do not block the writer)."""
         async with self.sessions() as session:
+            yield session
+
+    @asynccontextmanager
+    async def scan_reader(self) -> AsyncIterator[AsyncSession]:
+        """A read session for long scans, run off the event-loop thread."""
+        async with self.scan_sessions() as session:
             yield session
 
     async def optimize(self) -> None:
@@ -92,3 +186,5 @@ class Database:
 
     async def close(self) -> None:
         await self.engine.dispose()
+        if self.scan_engine is not self.engine:
+            await self.scan_engine.dispose()

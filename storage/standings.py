@@ -130,7 +130,7 @@ async def standings(
     units_q = select(Unit.id, Unit.name, Unit.kind).where(Unit.active).order_by(Unit.id)
 
     async def fetch(q):
-        async with db.reader() as s:
+        async with db.scan_reader() as s:
             return (await s.execute(q)).all()
 
     units, submitted, adopted, instructions, points = await asyncio.gather(

@@ -17,3 +17,18 @@ def test_scale_benchmark_runs(tmp_path):
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert "standings ms" in result.stdout and "custom" in result.stdout
+
+
+def test_ingest_benchmark_runs():
+    """All three servers (NoneBot2 installed into bench/.venv-nonebot on first use), tiny sizes."""
+    result = subprocess.run(
+        [sys.executable, "bench/ingest.py", "--events", "60", "--senders", "1", "5", "--rounds", "1",
+         "--rush", "6", "--rush-officers", "3", "--rush-seconds", "2", "--drain-seconds", "30"],
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    rows = {line.split()[0] for line in result.stdout.splitlines() if line.strip()}
+    assert {"xinxibot", "nonebot2", "bare"} <= rows, result.stdout
+    assert (
+        "xinxibot/nonebot2" in result.stdout and "lost: 0; duplicated receipts: 0" in result.stdout
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime
 
 from alembic.autogenerate import compare_metadata
@@ -10,7 +11,7 @@ from sqlalchemy import delete, text
 from sqlmodel import SQLModel
 
 from storage import migrate
-from storage.db import Database
+from storage.db import Database, WriteLock
 from storage.models import Draft, Member, Unit
 from storage.queries import Repo, char_count, content_hash
 
@@ -25,7 +26,40 @@ async def test_migrations_build_exactly_the_models(tmp_path):
 
     async with db.engine.connect() as conn:
         assert await conn.run_sync(diff) == []
+    assert await migrate.current(db.engine) == migrate.HEAD
     await db.close()
+
+
+def test_head_constant_is_alembics_head():
+    from alembic.script import ScriptDirectory
+
+    assert ScriptDirectory.from_config(migrate.alembic_config()).get_current_head() == migrate.HEAD
+
+
+async def test_write_lock_lets_the_sender_go_before_queued_events():
+    lock = WriteLock()
+    order: list[str] = []
+    release = asyncio.Event()
+
+    async def take(name: str, urgent: bool = False, hold: asyncio.Event | None = None) -> None:
+        async with lock.hold(urgent):
+            order.append(name)
+            if hold is not None:
+                await hold.wait()
+
+    first = asyncio.create_task(take("event 1", hold=release))
+    await asyncio.sleep(0)
+    queued = [asyncio.create_task(take(f"event {i}")) for i in (2, 3)]
+    cancelled = asyncio.create_task(take("cancelled event"))
+    await asyncio.sleep(0)
+    sender = asyncio.create_task(take("sender", urgent=True))
+    await asyncio.sleep(0)
+    cancelled.cancel()
+    release.set()
+    await asyncio.gather(first, *queued, sender, return_exceptions=True)
+    assert order == ["event 1", "sender", "event 2", "event 3"]
+    async with lock.hold():  # free again
+        pass
 
 
 async def test_sqlite_runs_in_wal_mode_with_full_sync(tmp_path):

@@ -1,0 +1,561 @@
+"""Ingest side by side: xinxibot, the same workflow on NoneBot2, and a bare aiohttp handler.
+
+    python bench/ingest.py                    # default sizes, about 7 minutes
+    python bench/ingest.py --events 300 --rounds 1 --rush 20 --rush-seconds 5   # a quick look
+
+One load generator (aiohttp client, loopback only) posts the same stream of
+signed OneBot v11 group events - 70 % chatter, 20 % `/报送` submissions, 10 %
+`/我的稿件` - to `/onebot/v11/` of three servers running side by side, taking
+turns A B C A B C at each concurrency (1, 10, 100 senders):
+
+* xinxibot   - `xinxibot run` on SQLite, rate limit lifted (`rate_per_minute = 0`);
+* nonebot2   - bench/nonebot_equiv on NoneBot2 + nonebot-adapter-onebot, installed
+               from PyPI into its own venv (bench/.venv-nonebot) on the first run;
+* bare       - an aiohttp handler that reads the body and answers 204 (the ceiling).
+
+Both bots send their replies to one fake OneBot HTTP API (bench/peers.py),
+which records when each message arrived and whom it @-mentions. An event is
+*accepted* when its POST is answered and *completed* when its effect is
+committed and its reply has reached the fake API (chatter, which needs no
+reply, completes when accepted). Each sender is one officer; the n-th reply
+mentioning an officer completes that officer's n-th command.
+
+Then a deadline rush on a fresh xinxibot with the default rate limit (20 per
+minute, burst 5): 200 submissions from 50 officers spread over 2 minutes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import hashlib
+import hmac
+import json
+import os
+import random
+import re
+import socket
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict, deque
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiohttp
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCH = ROOT / "bench"
+NONEBOT_DIR = BENCH / "nonebot_equiv"
+NONEBOT_VENV = BENCH / ".venv-nonebot"
+
+GROUP = 700100200
+SELF_ID = 3300000001
+SECRET = "bench-secret"
+OFFICERS = 100
+CONCURRENCY = (1, 10, 100)
+
+
+# ---------------------------------------------------------------- processes
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Server:
+    name: str
+    port: int
+    proc: subprocess.Popen
+    log: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/onebot/v11/"
+
+    def rss_mb(self) -> float:
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        return 0.0
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+
+def spawn(name: str, cmd: list[str], port: int, workdir: Path, env: dict | None = None) -> Server:
+    log = workdir / f"{name}.log"
+    proc = subprocess.Popen(cmd, cwd=workdir, env={**os.environ, **(env or {})},
+                            stdout=log.open("wb"), stderr=subprocess.STDOUT)  # fmt: skip
+    return Server(name, port, proc, log)
+
+
+async def wait_ready(server: Server, limit: float = 60.0) -> float:
+    """Seconds until the server answers HTTP at all."""
+    start = time.monotonic()
+    async with aiohttp.ClientSession() as session:
+        while time.monotonic() - start < limit:
+            if server.proc.poll() is not None:
+                raise SystemExit(f"{server.name} exited:\n{server.log.read_text()[-3000:]}")
+            try:
+                async with session.get(f"http://127.0.0.1:{server.port}/"):
+                    return time.monotonic() - start
+            except aiohttp.ClientConnectionError:
+                await asyncio.sleep(0.05)
+    raise SystemExit(
+        f"{server.name} did not start within {limit} s:\n{server.log.read_text()[-3000:]}"
+    )
+
+
+def officers(n: int) -> list[tuple[int, str, str]]:
+    """(QQ number, name, unit) of the bench's officers, one unit each."""
+    return [(20001 + i, f"信息员{i + 1:03d}", f"测试单位{i + 1:03d}") for i in range(n)]
+
+
+def start_xinxibot(workdir: Path, api_url: str, rate_per_minute: int) -> Server:
+    workdir.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    config = workdir / "xinxibot.toml"
+    config.write_text(
+        f'[bot]\ndatabase = "sqlite+aiosqlite:///{workdir / "xinxibot.db"}"\nlisten = "127.0.0.1:{port}"\n'
+        f'coordinators = ["10001"]\n\n[onebot]\ngroups = [{GROUP}]\napi_url = "{api_url}"\n'
+        f'secret = "{SECRET}"\nrate_per_minute = {rate_per_minute}\n\n'
+        '[schedule]\nquiet_hours = ""\n\n[limits]\ndrafts_per_hour = 1000000\n',
+        encoding="utf-8",
+    )
+    sheet = workdir / "officers.csv"
+    with sheet.open("w", encoding="utf-8", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["单位名称", "类型", "别名", "信息员QQ", "信息员姓名"])
+        for qq, name, unit in officers(OFFICERS):
+            w.writerow([unit, "部门", "", qq, name])
+    xinxibot = [sys.executable, "-m", "bot.cli"]
+    subprocess.run([*xinxibot, "units", "import", str(sheet), "--config", str(config)], cwd=ROOT,
+                   check=True, capture_output=True)  # fmt: skip
+    return spawn("xinxibot", [*xinxibot, "run", "--config", str(config)], port, workdir,
+                 {"PYTHONPATH": str(ROOT)})  # fmt: skip
+
+
+def nonebot_python() -> Path:
+    """The NoneBot venv's interpreter, created (once per requirements file) from PyPI."""
+    python = NONEBOT_VENV / "bin" / "python"
+    requirements = NONEBOT_DIR / "requirements.txt"
+    stamp = NONEBOT_VENV / "requirements.sha256"
+    digest = hashlib.sha256(requirements.read_bytes()).hexdigest()
+    if not python.exists() or not stamp.exists() or stamp.read_text() != digest:
+        print(f"installing NoneBot2 into {NONEBOT_VENV.relative_to(ROOT)} ...", flush=True)
+        subprocess.run([sys.executable, "-m", "venv", "--clear", str(NONEBOT_VENV)], check=True)
+        subprocess.run(
+            [str(python), "-m", "pip", "install", "-q", "-r", str(requirements)], check=True
+        )
+        stamp.write_text(digest)
+    return python
+
+
+def start_nonebot(workdir: Path, api_url: str) -> Server:
+    workdir.mkdir(parents=True, exist_ok=True)
+    db = workdir / "nonebot.db"
+    con = sqlite3.connect(db)
+    con.executescript(
+        "CREATE TABLE unit (id INTEGER PRIMARY KEY, name TEXT NOT NULL);"
+        "CREATE TABLE member (im_id INTEGER PRIMARY KEY, name TEXT, unit_id INTEGER);"
+    )
+    for i, (qq, name, unit) in enumerate(officers(OFFICERS), 1):
+        con.execute("INSERT INTO unit VALUES (?, ?)", (i, unit))
+        con.execute("INSERT INTO member VALUES (?, ?, ?)", (qq, name, i))
+    con.commit()
+    con.close()
+    port = free_port()
+    cmd = [str(nonebot_python()), str(NONEBOT_DIR / "run.py"), "--port", str(port), "--api", api_url,
+           "--self-id", str(SELF_ID), "--secret", SECRET, "--db", str(db)]  # fmt: skip
+    return spawn("nonebot2", cmd, port, workdir)
+
+
+def start_peer(kind: str, workdir: Path) -> Server:
+    port = free_port()
+    return spawn(kind, [sys.executable, str(BENCH / "peers.py"), kind, str(port)], port, workdir)
+
+
+# ---------------------------------------------------------------- the event stream
+
+
+@dataclass
+class Event:
+    user: int
+    kind: str  # chatter | submit | mine
+    body: bytes
+    headers: dict
+    token: str = ""  # the submission's title marker, found again in its receipt
+    sent: float = 0.0
+    accepted: float | None = None
+    completed: float | None = None
+
+
+_ids = iter(range(1, 1 << 62))
+
+
+def make_event(user: int, name: str, kind: str, text: str) -> Event:
+    mid = next(_ids)
+    payload = {
+        "time": int(time.time()), "self_id": SELF_ID, "post_type": "message", "message_type": "group",
+        "sub_type": "normal", "message_id": mid, "group_id": GROUP, "user_id": user, "anonymous": None,
+        "message": [{"type": "text", "data": {"text": text}}], "raw_message": text, "font": 0,
+        "sender": {"user_id": user, "nickname": name, "card": name, "role": "member"},
+    }  # fmt: skip
+    body = json.dumps(payload, ensure_ascii=False).encode()
+    signature = "sha1=" + hmac.new(SECRET.encode(), body, "sha1").hexdigest()
+    headers = {
+        "Content-Type": "application/json",
+        "X-Self-ID": str(SELF_ID),
+        "X-Signature": signature,
+    }
+    return Event(user, kind, body, headers)
+
+
+CHATTER = [
+    "收到",
+    "好的，马上安排",
+    "今天的会议材料已经发到邮箱了，请查收。",
+    "辛苦了",
+    "明天上午九点在三楼会议室开会",
+]
+
+
+def make_stream(count: int, senders: int, rng: random.Random, tag: str) -> list[list[Event]]:
+    """`count` events dealt round-robin to `senders` officers: 70/20/10 chatter/submit/mine."""
+    people = officers(OFFICERS)[:senders]
+    queues: list[list[Event]] = [[] for _ in range(senders)]
+    for i in range(count):
+        qq, name, _ = people[i % senders]
+        r = rng.random()
+        if r < 0.7:
+            ev = make_event(qq, name, "chatter", rng.choice(CHATTER))
+        elif r < 0.9:
+            token = f"{tag}{i}"
+            body = f"本周共排查隐患{rng.randint(3, 90)}处，整改完成{rng.randint(1, 60)}处，编号{token}。"
+            ev = make_event(qq, name, "submit", f"/报送 关于安全生产检查的情况{token}\n{body}")
+            ev.token = token
+        else:
+            ev = make_event(qq, name, "mine", "/我的稿件")
+        queues[i % senders].append(ev)
+    return queues
+
+
+# ---------------------------------------------------------------- one phase
+
+
+@dataclass
+class PhaseResult:
+    server: str
+    senders: int
+    events: list[Event] = field(default_factory=list)
+    started: float = 0.0
+    errors: int = 0
+
+
+async def records_since(session: aiohttp.ClientSession, api: str, since: int) -> list[list]:
+    async with session.get(f"{api}/_bench/records", params={"since": str(since)}) as r:
+        return (await r.json())["records"]
+
+
+async def record_count(session: aiohttp.ClientSession, api: str) -> int:
+    async with session.get(f"{api}/_bench/records", params={"since": str(1 << 40)}) as r:
+        return (await r.json())["total"]
+
+
+async def run_phase(server: Server, api: str, queues: list[list[Event]], time_limit: float,
+                    drain_limit: float) -> PhaseResult:  # fmt: skip
+    result = PhaseResult(server.name, len(queues))
+    connector = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        first = await record_count(session, api)
+        pending: dict[int, deque[Event]] = defaultdict(
+            deque
+        )  # commands awaiting a reply, per officer
+        seen = first
+
+        def absorb(records: list[list]) -> None:
+            for at, users, _target, _text in records:
+                for user in users:
+                    if pending[user]:
+                        pending[user].popleft().completed = at
+
+        replies = server.name != "bare"  # the ceiling answers nothing: done when accepted
+
+        async def sender(queue: list[Event], deadline: float) -> None:
+            for ev in queue:
+                if time.monotonic() > deadline:
+                    return
+                ev.sent = time.monotonic()
+                awaits_reply = replies and ev.kind != "chatter"
+                if awaits_reply:
+                    pending[ev.user].append(ev)
+                result.events.append(ev)
+                try:
+                    async with session.post(server.url, data=ev.body, headers=ev.headers) as r:
+                        await r.read()
+                        ok = r.status < 300
+                except aiohttp.ClientError:
+                    ok = False
+                if not ok:
+                    result.errors += 1
+                    if awaits_reply:
+                        pending[ev.user].remove(ev)
+                    continue
+                ev.accepted = time.monotonic()
+                if not awaits_reply:
+                    ev.completed = ev.accepted
+
+        result.started = time.monotonic()
+        deadline = result.started + time_limit
+        await asyncio.gather(*(sender(q, deadline) for q in queues))
+        drain_end = time.monotonic() + drain_limit
+        while any(pending.values()) and time.monotonic() < drain_end:
+            records = await records_since(session, api, seen)
+            seen += len(records)
+            absorb(records)
+            if any(pending.values()):
+                await asyncio.sleep(0.02)
+    return result
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    values = sorted(values)
+    return values[min(len(values) - 1, round(q / 100 * (len(values) - 1)))]
+
+
+@dataclass
+class Summary:
+    server: str
+    senders: int
+    sent: int
+    accepted_per_s: float
+    completed_per_s: float
+    unfinished: int
+    p50: float
+    p95: float
+    p99: float
+
+
+def summarize(phases: list[PhaseResult]) -> Summary:
+    """Pooled over the rounds: rates are totals over the summed phase durations."""
+    sent = accepted = completed = unfinished = 0
+    accept_time = complete_time = 0.0
+    latencies: list[float] = []
+    for ph in phases:
+        evs = ph.events
+        sent += len(evs)
+        acc = [e.accepted for e in evs if e.accepted is not None]
+        done = [e.completed for e in evs if e.completed is not None]
+        accepted += len(acc)
+        completed += len(done)
+        unfinished += len(evs) - len(done)
+        if acc:
+            accept_time += max(acc) - ph.started
+        if done:
+            complete_time += max(done) - ph.started
+        latencies += [(e.completed - e.sent) * 1000 for e in evs if e.completed is not None]
+    return Summary(
+        phases[0].server, phases[0].senders, sent,
+        accepted / accept_time if accept_time else 0.0, completed / complete_time if complete_time else 0.0,
+        unfinished, percentile(latencies, 50), percentile(latencies, 95), percentile(latencies, 99),
+    )  # fmt: skip
+
+
+# ---------------------------------------------------------------- the deadline rush
+
+
+async def deadline_rush(workdir: Path, api_server: Server, count: int, officers_n: int,
+                        seconds: float, rng: random.Random) -> dict:  # fmt: skip
+    api = f"http://127.0.0.1:{api_server.port}"
+    bot = start_xinxibot(workdir, api, rate_per_minute=20)  # the default rate limit
+    try:
+        await wait_ready(bot)
+        people = officers(OFFICERS)[:officers_n]
+        events = []
+        for i in range(count):
+            qq, name, _ = people[i % officers_n]
+            token = f"R{i}"
+            ev = make_event(
+                qq,
+                name,
+                "submit",
+                f"/报送 截止前报送的信息{token}\n今日完成重点工作{i}项，编号{token}。",
+            )
+            ev.token = token
+            events.append((rng.uniform(0, seconds), ev))
+        events.sort(key=lambda x: x[0])
+        async with aiohttp.ClientSession() as session:
+            first = await record_count(session, api)
+            start = time.monotonic()
+
+            async def post(offset: float, ev: Event) -> None:
+                await asyncio.sleep(max(0.0, start + offset - time.monotonic()))
+                ev.sent = time.monotonic()
+                async with session.post(bot.url, data=ev.body, headers=ev.headers) as r:
+                    await r.read()
+                    if r.status < 300:
+                        ev.accepted = time.monotonic()
+
+            await asyncio.gather(*(post(o, ev) for o, ev in events))
+            by_token = {ev.token: ev for _, ev in events}
+            receipts: dict[str, int] = defaultdict(int)
+            group_messages = 0
+            seen = first
+            limit = time.monotonic() + 600
+            while len(receipts) < count and time.monotonic() < limit:
+                records = await records_since(session, api, seen)
+                seen += len(records)
+                for at, _users, target, text in records:
+                    if target != GROUP:
+                        continue
+                    group_messages += 1
+                    for token in re.findall(r"信息(R\d+)》", text):
+                        receipts[token] += 1
+                        ev = by_token.get(token)
+                        if ev is not None and ev.completed is None:
+                            ev.completed = at
+                await asyncio.sleep(0.2)
+    finally:
+        bot.stop()
+    con = sqlite3.connect(workdir / "xinxibot.db")
+    stored = dict(con.execute(
+        "SELECT title, count(*) FROM draft WHERE title LIKE '截止前报送的信息R%' GROUP BY title").fetchall())  # fmt: skip
+    con.close()
+    waits = [ev.completed - ev.sent for _, ev in events if ev.completed is not None]
+    return {
+        "submissions": count, "accepted": sum(ev.accepted is not None for _, ev in events),
+        "group_messages": group_messages, "receipts": sum(receipts.values()),
+        "distinct_receipts": len(receipts), "stored": len(stored),
+        "stored_twice": sum(1 for n in stored.values() if n > 1),
+        "longest_wait_s": max(waits) if waits else float("nan"),
+        "median_wait_s": statistics.median(waits) if waits else float("nan"),
+        "span_s": seconds,
+    }  # fmt: skip
+
+
+# ---------------------------------------------------------------- main
+
+
+async def main_async(args: argparse.Namespace) -> int:
+    rng = random.Random(args.seed)
+    with tempfile.TemporaryDirectory(prefix="xinxibot-ingest-") as tmp:
+        work = Path(tmp)
+        api_server = start_peer("fake-api", work)
+        servers: list[Server] = [api_server]
+        try:
+            await wait_ready(api_server)
+            api = f"http://127.0.0.1:{api_server.port}"
+            contenders = [start_xinxibot(work / "xinxibot", api, rate_per_minute=0)]
+            servers += contenders
+            if not args.no_nonebot:
+                contenders.append(start_nonebot(work / "nonebot2", api))
+                servers.append(contenders[-1])
+            contenders.append(start_peer("bare", work))
+            servers.append(contenders[-1])
+            for s in contenders:
+                await wait_ready(s)
+            # One small warm-up per server (first-request imports, page cache).
+            for s in contenders:
+                await run_phase(s, api, make_stream(50, 5, rng, "W"), 30, 30)
+            print(f"{args.rounds} round(s) of A B C per concurrency; {args.events} events per phase "
+                  f"(1 sender: {max(args.events // 5, 20)}); 70% chatter, 20% /报送, 10% /我的稿件", flush=True)  # fmt: skip
+            summaries: list[Summary] = []
+            for senders in args.senders:
+                count = args.events if senders > 1 else max(args.events // 5, 20)
+                phases: dict[str, list[PhaseResult]] = defaultdict(list)
+                for rnd in range(args.rounds):
+                    for s in contenders:
+                        queues = make_stream(count, senders, rng, f"{s.name[0]}{senders}x{rnd}n")
+                        phases[s.name].append(
+                            await run_phase(s, api, queues, args.phase_seconds, args.drain_seconds)
+                        )
+                summaries += [summarize(phases[s.name]) for s in contenders]
+            rss = {s.name: s.rss_mb() for s in contenders}
+            print_table(summaries, rss)
+            if args.rush:
+                r = await deadline_rush(work / "rush", api_server, args.rush, args.rush_officers,
+                                        args.rush_seconds, rng)  # fmt: skip
+                print(f"\ndeadline rush (xinxibot, default rate limit 20/min, burst 5): {r['submissions']} submissions "
+                      f"from {args.rush_officers} officers over {r['span_s']:g} s")  # fmt: skip
+                print(f"  accepted {r['accepted']}, stored {r['stored']} (stored twice: {r['stored_twice']}), "
+                      f"receipts {r['receipts']} for {r['distinct_receipts']} distinct drafts")  # fmt: skip
+                print(f"  group messages sent: {r['group_messages']}; wait from submission to receipt: "
+                      f"median {r['median_wait_s']:.1f} s, longest {r['longest_wait_s']:.1f} s")  # fmt: skip
+                lost = r["submissions"] - min(r["stored"], r["distinct_receipts"])
+                print(
+                    f"  lost: {lost}; duplicated receipts: {r['receipts'] - r['distinct_receipts']}"
+                )
+                if lost or r["receipts"] != r["distinct_receipts"]:
+                    return 1
+        finally:
+            for s in servers:
+                s.stop()
+    return 0
+
+
+def print_table(summaries: list[Summary], rss: dict[str, float]) -> None:
+    print(f"\n{'server':<10}{'senders':>8}{'events':>8}{'accepted/s':>12}{'completed/s':>13}"
+          f"{'unfinished':>11}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}")  # fmt: skip
+    for s in summaries:
+        print(f"{s.server:<10}{s.senders:>8}{s.sent:>8}{s.accepted_per_s:>12.0f}{s.completed_per_s:>13.0f}"
+              f"{s.unfinished:>11}{s.p50:>9.1f}{s.p95:>9.1f}{s.p99:>9.1f}")  # fmt: skip
+    print("\ncompleted events/s ratios")
+    by = {(s.server, s.senders): s for s in summaries}
+    for senders in sorted({s.senders for s in summaries}):
+        ours = by[("xinxibot", senders)].completed_per_s
+        parts = [f"{senders:>3} senders:"]
+        if ("nonebot2", senders) in by and by[("nonebot2", senders)].completed_per_s:
+            parts.append(
+                f"xinxibot/nonebot2 = {ours / by[('nonebot2', senders)].completed_per_s:.1f}x"
+            )
+        if by[("bare", senders)].completed_per_s:
+            parts.append(
+                f"xinxibot/ceiling = {100 * ours / by[('bare', senders)].completed_per_s:.0f}%"
+            )
+        print("  " + "   ".join(parts))
+    print("RSS after the runs: " + ", ".join(f"{k} {v:.0f} MB" for k, v in rss.items()))
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--events", type=int, default=2000, help="events per phase at 10 and 100 senders"
+    )
+    p.add_argument("--senders", type=int, nargs="+", default=list(CONCURRENCY))
+    p.add_argument("--rounds", type=int, default=2, help="A B C turns per concurrency")
+    p.add_argument(
+        "--phase-seconds", type=float, default=20, help="cap on one phase's sending time"
+    )
+    p.add_argument(
+        "--drain-seconds", type=float, default=60, help="cap on waiting for replies after sending"
+    )
+    p.add_argument("--rush", type=int, default=200, help="deadline-rush submissions (0: skip)")
+    p.add_argument("--rush-officers", type=int, default=50)
+    p.add_argument("--rush-seconds", type=float, default=120)
+    p.add_argument("--no-nonebot", action="store_true", help="skip NoneBot2 (no venv install)")
+    p.add_argument("--seed", type=int, default=11)
+    args = p.parse_args()
+    if max(args.senders) > OFFICERS or args.rush_officers > OFFICERS:
+        p.error(f"at most {OFFICERS} senders")
+    return asyncio.run(main_async(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
