@@ -46,6 +46,7 @@ class FakeOneBot:
         self.files: dict[str, bytes] = {}
         self.fail_actions: dict[str, dict] = {}  # action -> envelope to answer instead
         self.http_status: int | None = None  # answer every call with this HTTP status
+        self.delay = 0.0  # seconds before answering (longer than api_timeout: a timeout)
         self.auth_headers: list[str | None] = []
         self._ids = itertools.count(1901)
         self._changed = asyncio.Condition()
@@ -66,6 +67,8 @@ class FakeOneBot:
         async with self._changed:
             self.calls.append((action, params))
             self._changed.notify_all()
+        if self.delay:
+            await asyncio.sleep(self.delay)
         if action in self.fail_actions:
             return web.json_response(self.fail_actions[action])
         if action in ("send_group_msg", "send_private_msg"):
