@@ -113,7 +113,7 @@ async def wait_ready(server: Server, limit: float = 60.0) -> float:
                 async with session.get(f"http://127.0.0.1:{server.port}/"):
                     return time.monotonic() - start
             except aiohttp.ClientConnectionError:
-                await asyncio.sleep(0.05)
+                await asyncio.sleep(0.01)
     raise SystemExit(
         f"{server.name} did not start within {limit} s:\n{server.log.read_text()[-3000:]}"
     )

@@ -196,49 +196,27 @@ def measure_in_child(path: Path, repeat: int) -> dict:
 def startup(path: Path | None, runs: int = 3) -> tuple[float, float]:
     """Seconds from spawning `xinxibot run` until it answers HTTP (median of `runs`),
     and its RSS after 3 s idle. `path` None: a new, empty database each run."""
-    import os
-    import socket
-    import subprocess
-    import urllib.request
+    from ingest import free_port, spawn, wait_ready  # the ingest bench's process helpers
 
     times, rss = [], 0.0
     for _ in range(runs):
         with tempfile.TemporaryDirectory() as tmp:
-            db = path or Path(tmp) / "empty.db"
-            with socket.socket() as sock:
-                sock.bind(("127.0.0.1", 0))
-                port = sock.getsockname()[1]
-            config = Path(tmp) / "xinxibot.toml"
+            work = Path(tmp)
+            db = path or work / "empty.db"
+            port = free_port()
+            config = work / "xinxibot.toml"
             config.write_text(f'[bot]\ndatabase = "sqlite+aiosqlite:///{db}"\nlisten = "127.0.0.1:{port}"\n'
                               '[onebot]\ngroups = [700100200]\napi_url = ""\n', encoding="utf-8")  # fmt: skip
             start = time.perf_counter()
-            proc = subprocess.Popen([sys.executable, "-m", "bot.cli", "run", "--config", str(config)],
-                                    cwd=Path(__file__).resolve().parents[1], stdout=subprocess.DEVNULL,
-                                    stderr=subprocess.DEVNULL, env={**os.environ, "PYTHONPATH": str(ROOT)})  # fmt: skip
+            server = spawn("xinxibot", [sys.executable, "-m", "bot.cli", "run", "--config", str(config)],
+                           port, work, {"PYTHONPATH": str(ROOT)})  # fmt: skip
             try:
-                while True:
-                    if proc.poll() is not None or time.perf_counter() - start > 60:
-                        raise SystemExit("xinxibot run did not start")
-                    try:
-                        urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=1)
-                    except urllib.error.HTTPError:
-                        break  # 404: the server answers
-                    except OSError:
-                        time.sleep(0.01)
-                        continue
-                    break
+                asyncio.run(wait_ready(server))
                 times.append(time.perf_counter() - start)
                 time.sleep(3)
-                status = Path(f"/proc/{proc.pid}/status").read_text()
-                rss = (
-                    int(
-                        next(ln for ln in status.splitlines() if ln.startswith("VmRSS:")).split()[1]
-                    )
-                    / 1024
-                )
+                rss = server.rss_mb()
             finally:
-                proc.terminate()
-                proc.wait(10)
+                server.stop()
     return statistics.median(times), rss
 
 

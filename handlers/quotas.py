@@ -85,16 +85,20 @@ async def progress(
     """Every (unit, quota) in force at `at`, with the period's figures up to `at`."""
     quotas = await repo.quotas.active_at(at)
     units = [u for u in await repo.units.all_active() if unit_ids is None or u.id in unit_ids]
-    figures: dict[str, dict[int, st.UnitStanding]] = {}
-    shares: dict[str, float] = {}  # the calendar walk is the same for every unit
+    # figures and expected share, once per period kind (the same for every unit)
+    periods: dict[str, tuple[dict[int, st.UnitStanding], float]] = {}
     out = []
     for unit in units:
         for (period_kind, metric), quota in sorted(effective(quotas, unit).items(), key=_order):
             period = st.period_containing(period_kind, at - timedelta(microseconds=1))
-            if period_kind not in figures:
+            if period_kind not in periods:
                 rows = await st.standings(app.db, period.start, min(at, period.end))
-                figures[period_kind] = {r.unit_id: r for r in rows}
-            row = figures[period_kind].get(unit.id)
+                periods[period_kind] = (
+                    {r.unit_id: r for r in rows},
+                    expected_share(app, period, at),
+                )
+            figures, share = periods[period_kind]
+            row = figures.get(unit.id)
             done = (
                 0.0
                 if row is None
@@ -104,9 +108,7 @@ async def progress(
                     "points": row.points,
                 }[metric]
             )
-            if period_kind not in shares:
-                shares[period_kind] = expected_share(app, period, at)
-            out.append(Progress(unit, quota, period, done, quota.target * shares[period_kind]))
+            out.append(Progress(unit, quota, period, done, quota.target * share))
     return out
 
 

@@ -110,7 +110,7 @@ class WriteLock:
 
     @asynccontextmanager
     async def hold(self, urgent: bool = False) -> AsyncIterator[None]:
-        if self._held or self._waiters[True] or self._waiters[False]:
+        if self._held:  # a releasing holder hands over directly, so waiters imply held
             waiter = asyncio.get_running_loop().create_future()
             self._waiters[urgent].append(waiter)
             try:

@@ -64,6 +64,15 @@ def split_title(text: str) -> tuple[str, str]:
     return first.strip(), rest.strip()
 
 
+async def member_unit(user_id: int) -> tuple[int, str] | None:
+    """(unit id, unit name) of a registered officer."""
+    cursor = await db.execute(
+        "SELECT m.unit_id, u.name FROM member m JOIN unit u ON u.id = m.unit_id WHERE m.im_id = ?",
+        (user_id,),
+    )
+    return await cursor.fetchone()
+
+
 @submit.handle()
 async def handle_submit(event: GroupMessageEvent, arg: Message = CommandArg()) -> None:  # noqa: B008 (NoneBot's injection idiom)
     title, body = split_title(arg.extract_plain_text())
@@ -72,12 +81,7 @@ async def handle_submit(event: GroupMessageEvent, arg: Message = CommandArg()) -
     now = datetime.now()
     digest = hashlib.sha256(f"{title}\n{body}".encode()).hexdigest()
     async with lock:
-        row = await (
-            await db.execute(
-                "SELECT m.unit_id, u.name FROM member m JOIN unit u ON u.id = m.unit_id WHERE m.im_id = ?",
-                (event.user_id,),
-            )
-        ).fetchone()
+        row = await member_unit(event.user_id)
         if row is None:
             await submit.finish(MessageSegment.at(event.user_id) + " 您尚未登记。")
         unit_id, unit_name = row
@@ -131,12 +135,7 @@ async def handle_submit(event: GroupMessageEvent, arg: Message = CommandArg()) -
 @mine.handle()
 async def handle_mine(event: GroupMessageEvent) -> None:
     async with lock:
-        row = await (
-            await db.execute(
-                "SELECT m.unit_id, u.name FROM member m JOIN unit u ON u.id = m.unit_id WHERE m.im_id = ?",
-                (event.user_id,),
-            )
-        ).fetchone()
+        row = await member_unit(event.user_id)
         if row is None:
             await mine.finish(MessageSegment.at(event.user_id) + " 您尚未登记。")
         unit_id, unit_name = row
