@@ -28,6 +28,7 @@ from sqlalchemy import text as text_sql
 
 from bot.app import BotApp
 from bot.config import build
+from handlers import ROUTERS
 from handlers.quotas import lagging, progress
 from handlers.standings import weekly_report
 from storage import migrate
@@ -146,7 +147,7 @@ async def measure(path: Path, repeat: int) -> dict[str, float]:
     config = build(
         {"bot": {"database": f"sqlite+aiosqlite:///{path}"}, "onebot": {"groups": [1]}}, env={}
     )
-    app = BotApp(config)
+    app = BotApp(config, ROUTERS)
     app.clock.set(NOW)
     year = st.period_containing("year", NOW)
     week = st.previous(st.period_containing("week", NOW))

@@ -1,23 +1,28 @@
-"""The bot: wiring of config, clock, database, router, outbox sender and transports."""
+"""The bot: wiring of config, clock, database, routers, outbox sender and transports.
+
+The workflows come in as the explicit list of routers (handlers.ROUTERS, given
+by the composition root, bot/cli.py); nothing in bot/ imports a workflow.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
-from datetime import timedelta
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from contextlib import asynccontextmanager
 
-from handlers import ROUTERS, drafts, files, quotas, standings
 from storage import migrate
 from storage.db import Database
+from storage.models import Member
 from storage.queries import Repo
 
 from .clock import Clock
 from .config import Config, database_url
-from .context import message_segments
+from .context import Context, ConversationKey, Refusal, message_segments
 from .dispatcher import Dispatcher
+from .onebot import Event
 from .render import Renderer
-from .router import CommandTable
+from .router import Registry, Router
 from .rules import load_rules
 from .scheduler import Scheduler
 from .sender import Sender
@@ -31,7 +36,12 @@ TICK_SECONDS = 30.0
 
 class BotApp:
     def __init__(
-        self, config: Config, clock: Clock | None = None, transport: Transport | None = None
+        self,
+        config: Config,
+        routers: Iterable[Router],
+        *,
+        clock: Clock | None = None,
+        transport: Transport | None = None,
     ) -> None:
         self.config = config
         self.clock = clock or Clock(config.tz)
@@ -40,7 +50,7 @@ class BotApp:
         self.rules = load_rules(
             config.base_dir / config.bot.scoring if config.bot.scoring else None
         )
-        self.commands = CommandTable(ROUTERS)
+        self.registry = Registry(routers)
         self.groups = set(config.onebot.groups)
         timeout = float(config.onebot.api_timeout_seconds)
         self.ws_hub = ReverseWsHub(timeout)
@@ -63,15 +73,23 @@ class BotApp:
         self.scheduler = Scheduler(self, database_url(config), self.clock)
         self.downloads = asyncio.Semaphore(config.limits.concurrent_downloads)
         self.self_id: int | None = None  # the bot's account, learnt from events
-        self.collecting: set[tuple[str | None, int, int]] = set()
+        # Open multi-step conversations -> the owning router's name; in memory, so ordinary
+        # group chat is answered without touching the database (owners restore it at start).
+        self.conversations: dict[ConversationKey, str] = {}
         self._tasks: set[asyncio.Task] = set()
         self._ticker: asyncio.Task | None = None
         self._analyzed_on = None  # the day the planner statistics were last refreshed
 
     # ------------------------------------------------------------ lifecycle
 
-    async def start(self, tick: bool = True) -> None:
+    async def start(
+        self, tick: bool = True, prepare: Callable[[], Awaitable[None]] | None = None
+    ) -> None:
+        """Migrate, run `prepare` (the demo seeds its county here), then the routers'
+        start-up hooks (jobs, conversations, interrupted downloads), then the sender."""
         await migrate.upgrade(self.db.engine)
+        if prepare is not None:
+            await prepare()
         now = self.clock.now()
         await self.db.optimize()
         self._analyzed_on = now.date()
@@ -79,14 +97,10 @@ class BotApp:
             repo = Repo(s)
             for im_id in sorted(self.config.coordinator_ids):
                 await repo.members.ensure_coordinator(im_id, now)
-            self.collecting = set(await repo.collecting.all_keys())
-            pending_files = await repo.files.pending_ids()
-        for job_id in pending_files:  # downloads interrupted by a restart
-            self.spawn(files.download(self, job_id))
-        await self.sender.start()
         self.scheduler.start()
-        standings.ensure_report_jobs(self)
-        quotas.ensure_quota_jobs(self)
+        for hook in self.registry.startup:
+            await hook(self)
+        await self.sender.start()
         if tick:
             self._ticker = asyncio.create_task(self._tick_forever(), name="ticker")
 
@@ -119,11 +133,41 @@ class BotApp:
     async def tick(self) -> None:
         """Time-driven housekeeping; tests call it after moving the clock."""
         now = self.clock.now()
-        idle = timedelta(minutes=self.config.limits.collect_idle_minutes)
-        await drafts.prompt_idle_collections(self, now - idle)
+        for hook in self.registry.ticks:
+            await hook(self, now)
         if self._analyzed_on != now.date():
             self._analyzed_on = now.date()
             await self.db.optimize()
+
+    # ------------------------------------------------------------ acting
+
+    @asynccontextmanager
+    async def acting(
+        self, member: Member | None, *, event: Event | None = None
+    ) -> AsyncIterator[Context]:
+        """One write transaction and its Context, for running operations:
+
+            async with app.acting(coordinator) as ctx:
+                await review.adopt(ctx, draft, outlet, "full")
+
+        `member` is the actor (reloaded in this transaction; None: the bot itself, as a
+        scheduled job acts). On leaving: commit, run the after-commit callbacks, wake
+        the sender. A Refusal rolls everything back and comes out with its rendered
+        `text`. The dispatcher runs every chat event through this too (with the event).
+        """
+        after: list[Callable[[], None]] = []
+        async with self.db.transaction() as session:
+            repo = Repo(session)
+            actor = await repo.members.get(member.id) if member is not None else None
+            ctx = Context(self, repo, event, actor, after)
+            try:
+                yield ctx
+            except Refusal as exc:  # rendered before the rollback expires its objects
+                exc.text = ctx.render(exc.template, **exc.context)
+                raise
+        for callback in after:
+            callback()
+        self.sender.wake()
 
     # ------------------------------------------------------------ outgoing
 

@@ -1,4 +1,7 @@
-"""The `xinxibot` command: init, run, demo, db upgrade."""
+"""The `xinxibot` command: init, run, demo, db upgrade.
+
+The composition root: the one module of bot/ that imports the workflows
+(handlers.ROUTERS) and hands them to BotApp."""
 
 from __future__ import annotations
 
@@ -37,11 +40,13 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from handlers import ROUTERS
+
     from .app import BotApp
     from .server import make_web_app
 
     config = _load_config(args.config)
-    bot = BotApp(config)
+    bot = BotApp(config, ROUTERS)
     host, port = config.host_port
     say("run_start", host=host, port=port)
     web.run_app(
@@ -56,6 +61,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    from handlers import ROUTERS
+
     from .sandbox import make_demo_app
 
     db_path = Path(args.db)
@@ -73,7 +80,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             seeded=seeded,
         )
 
-    app = make_demo_app(db_path, args.host, args.port, on_start=started)
+    app = make_demo_app(db_path, args.host, args.port, ROUTERS, on_start=started)
     web.run_app(app, host=args.host, port=args.port, print=None, shutdown_timeout=5)
     return 0
 
@@ -158,13 +165,14 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_standings(args: argparse.Namespace) -> int:
+    from handlers import ROUTERS
     from handlers.standings import ranking
     from storage.queries import Repo
 
     from .app import BotApp
 
     config = _load_config(args.config)
-    bot = BotApp(config)
+    bot = BotApp(config, ROUTERS)
 
     async def work(db):
         async with db.reader() as s:

@@ -1,8 +1,12 @@
-"""What a handler gets: the store for this event's transaction, the clock,
-the renderer, and functions that queue replies and posts in the outbox.
+"""What a handler or an operation gets: the store for this transaction, the
+actor, the clock, the renderer, and functions that queue posts and private
+notices in the outbox.
 
-Nothing is sent from here: messages are outbox rows committed with the
-event's effects, and the sender delivers them after the commit.
+A Context comes from a chat event (the dispatcher) or from `BotApp.acting`
+(a scheduled job, the console): `event` is None outside the chat door, and
+only the chat door answers with `reply`. Nothing is sent from here: messages
+are outbox rows committed with the transaction's effects, and the sender
+delivers them after the commit.
 """
 
 from __future__ import annotations
@@ -21,25 +25,31 @@ if TYPE_CHECKING:
     from .app import BotApp
 
 
-class Refusal(Exception):
-    """Raised by a handler to answer with a template and change nothing.
+ConversationKey = tuple[str, int, int]  # (chat type, chat id, person's IM id)
 
-    The dispatcher rolls the transaction back, then queues the reply alone.
+
+class Refusal(Exception):
+    """Raised by a handler or an operation to answer with a template and change nothing.
+
+    The transaction is rolled back; `text` is the rendered answer (set when the
+    refusal leaves its transaction): the chat door replies with it alone, the
+    console shows it.
     """
 
     def __init__(self, template: str, /, **context: Any) -> None:
         super().__init__(template)
         self.template = template
         self.context = context
+        self.text: str | None = None
 
 
 @dataclass
 class Context:
     app: BotApp
     repo: Repo
-    event: Event
-    member: Member | None
-    # Run after the commit (e.g. start a download, remember a collecting chat).
+    event: Event | None  # None outside the chat door (a scheduled job, the console)
+    member: Member | None  # the actor; None for the bot itself (a scheduled job) or a stranger
+    # Run after the commit (e.g. start a download, remember an open conversation).
     after_commit: list[Callable[[], None]] = field(default_factory=list)
 
     @property
@@ -52,7 +62,45 @@ class Context:
 
     @property
     def in_group(self) -> bool:
-        return self.event.chat_type == "group"
+        return self.event is not None and self.event.chat_type == "group"
+
+    @property
+    def chat_group(self) -> int | None:
+        """The group the event came from; None in private chat and outside a chat."""
+        return self.event.group_id if self.in_group else None
+
+    @property
+    def origin_groups(self) -> list[int]:
+        """Where a notice to the group goes: the group the command came from, or every
+        configured group (from private chat and outside a chat)."""
+        return [self.chat_group] if self.in_group else sorted(self.app.groups)
+
+    @property
+    def self_id(self) -> int | None:
+        """The bot account that sends: the one the event came to, else the last one seen."""
+        return self.event.self_id if self.event is not None else self.app.self_id
+
+    # ------------------------------------------------------------ conversations
+
+    @property
+    def conversation_key(self) -> ConversationKey:
+        event = self._chat_event()
+        return (event.chat_type, event.chat_id, event.user_id)
+
+    def open_conversation(self, router: str) -> None:
+        """After the commit, this person's next non-command messages in this chat go to
+        `router`'s conversation handler (until `close_conversation`)."""
+        key, conversations = self.conversation_key, self.app.conversations
+        self.after_commit.append(lambda: conversations.__setitem__(key, router))
+
+    def close_conversation(self) -> None:
+        key, conversations = self.conversation_key, self.app.conversations
+        self.after_commit.append(lambda: conversations.pop(key, None))
+
+    def _chat_event(self) -> Event:
+        if self.event is None:
+            raise RuntimeError("only the chat door answers the asker or holds a conversation")
+        return self.event
 
     def render(self, template: str, /, **context: Any) -> str:
         return self.app.renderer.text(template, **context)
@@ -60,20 +108,22 @@ class Context:
     # ------------------------------------------------------------ outgoing
 
     def reply(self, template: str, /, **context: Any) -> None:
-        """Answer in the chat the event came from (in a group, @-mentioning the sender)."""
+        """Answer in the chat the event came from (in a group, @-mentioning the sender).
+        The chat door's own: operations queue notices, never replies."""
         self.reply_text(self.render(template, **context))
 
     def reply_text(self, text: str) -> None:
         # Group answers each start with their @-mention, so when several wait
         # (a deadline rush) they go out merged into one message.
+        event = self._chat_event()
         if self.in_group:
-            self.post(self.event.group_id, text, mention=[self.event.user_id], mergeable=True)
+            self.post(event.group_id, text, mention=[event.user_id], mergeable=True)
         else:
-            self.tell(self.event.user_id, text)
+            self.tell(event.user_id, text)
 
     def reply_private(self, template: str, /, **context: Any) -> None:
         """Long content goes to the sender's private chat."""
-        self.tell(self.event.user_id, self.render(template, **context))
+        self.tell(self._chat_event().user_id, self.render(template, **context))
 
     def post(
         self, group_id: int, text: str, mention: Iterable[int] = (), mergeable: bool = False
@@ -85,11 +135,11 @@ class Context:
             text,
             mention=mention,
             mergeable=mergeable,
-            self_id=self.event.self_id,
+            self_id=self.self_id,
         )
 
     def tell(self, im_id: int, text: str) -> None:
-        self.app.queue(self.repo, "private", im_id, text, self_id=self.event.self_id)
+        self.app.queue(self.repo, "private", im_id, text, self_id=self.self_id)
 
     async def tell_coordinators(self, template: str, /, **context: Any) -> None:
         text = self.render(template, **context)

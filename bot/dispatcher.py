@@ -1,10 +1,13 @@
-"""From a parsed event to handlers, in one transaction per event.
+"""From a parsed event to the handlers registered on the routers, in one
+transaction per event.
 
 Order of checks: own messages and meta events are dropped; events from
 groups that are not configured are dropped before anything is read or
-stored; files go to the files workflow; ordinary chat is never answered.
-A command runs inside a transaction that also records the event key, so a
-redelivered event changes nothing. Role checks happen here and only here.
+stored; files go to the registered file handler; a message that is not a
+command goes to the conversation the person has open, if any, and ordinary
+chat is never answered. A handler runs inside a transaction that also
+records the event key, so a redelivered event changes nothing. Role checks
+happen here and only here.
 """
 
 from __future__ import annotations
@@ -16,13 +19,11 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
-from handlers import drafts, files
 from storage.models import Role
-from storage.queries import Repo
 
 from .context import Context, Refusal
 from .onebot import Event
-from .router import Command
+from .router import Command, FileSpec
 
 if TYPE_CHECKING:
     from .app import BotApp
@@ -69,54 +70,50 @@ class Dispatcher:
             return
         self.app.self_id = event.self_id
         if event.file is not None:
-            await files.receive(self.app, event)
+            spec = self.app.registry.file
+            if spec is not None:
+                await self.run(event, lambda ctx: self._file(ctx, spec))
             return
         if event.post_type != "message":
             return
-        command = self.app.commands.parse(event.segments, event.self_id)
-        collecting = (event.chat_type, event.chat_id, event.user_id) in self.app.collecting
-        if command is None and not collecting and event.chat_type == "group":
+        command = self.app.registry.parse(event.segments, event.self_id)
+        talking = (event.chat_type, event.chat_id, event.user_id) in self.app.conversations
+        if command is None and not talking and event.chat_type == "group":
             return  # ordinary chat
         await self.run(event, lambda ctx: self._route(ctx, command))
 
     async def run(self, event: Event, action: Callable[[Context], object]) -> None:
-        """Run `action` in one transaction with the event's key; a Refusal or a
-        crash rolls everything back and leaves only the key and the reply."""
+        """Run `action` in one transaction (`app.acting`) with the event's key; a Refusal
+        or a crash rolls everything back and leaves only the key and the reply."""
         app = self.app
         async with self.locks.hold((event.chat_type, event.chat_id, event.user_id)):
-            after: list[Callable[[], None]] = []
-            refusal: str | None = None  # the rendered reply when the action was refused
             try:
-                async with app.db.transaction() as session:
-                    repo = Repo(session)
-                    if event.key is not None and not await repo.events.claim(
-                        event.key, app.clock.now()
-                    ):
-                        log.info("duplicate event %s ignored", event.key)
+                async with app.acting(None, event=event) as ctx:
+                    if not await self._claim(ctx):
                         return
-                    ctx = Context(app, repo, event, await repo.members.by_im(event.user_id), after)
-                    try:
-                        await action(ctx)
-                    except Refusal as exc:  # rendered before the rollback expires its objects
-                        refusal = ctx.render(exc.template, **exc.context)
-                        raise
-            except Refusal:
-                pass
+                    ctx.member = await ctx.repo.members.by_im(event.user_id)
+                    await action(ctx)
+                return
+            except Refusal as exc:
+                refusal = exc.text
             except Exception:
                 log.exception("handler failed on event %s", event.key)
                 refusal = app.renderer.text("internal_error.txt.j2")
-            if refusal is not None:
-                after.clear()
-                async with app.db.transaction() as session:
-                    repo = Repo(session)
-                    if event.key is not None and not await repo.events.claim(
-                        event.key, app.clock.now()
-                    ):
-                        return
-                    Context(app, repo, event, None, after).reply_text(refusal)
-        for callback in after:
-            callback()
-        app.sender.wake()
+            async with app.acting(None, event=event) as ctx:
+                if await self._claim(ctx):
+                    ctx.reply_text(refusal)
+
+    async def _claim(self, ctx: Context) -> bool:
+        """Record the event's key; False for a redelivery (already handled)."""
+        key = ctx.event.key
+        if key is None or await ctx.repo.events.claim(key, ctx.now):
+            return True
+        log.info("duplicate event %s ignored", key)
+        return False
+
+    async def _file(self, ctx: Context, spec: FileSpec) -> None:
+        if ctx.role in spec.roles:  # files from anyone else are ignored (DESIGN 4.3)
+            await spec.handler(ctx, ctx.event)
 
     async def _route(self, ctx: Context, command: Command | None) -> None:
         event, app = ctx.event, self.app
@@ -131,13 +128,15 @@ class Dispatcher:
             await self._stranger_hint(ctx)
             return
         if command is None:
-            await drafts.collect(ctx, event)
+            owner = app.conversations.get(ctx.conversation_key)
+            if owner is not None:
+                await app.registry.conversations[owner](ctx, event)
             return
         if command.spec is None:
             ctx.reply(
                 "unknown_command.txt.j2",
                 word=command.word,
-                nearest=app.commands.nearest(command.word),
+                nearest=app.registry.nearest(command.word),
             )
             return
         spec = command.spec

@@ -1,8 +1,12 @@
-"""Decorator routers and the command parser.
+"""Decorator routers, the registry built from them, and the command parser.
 
-Each workflow module in handlers/ owns a Router; bot.app includes them in
-one explicit list. The roles given at registration form the permission
-table, checked by the dispatcher in one place.
+Each workflow module in handlers/ owns a Router and registers on it
+everything it handles: commands, uploaded files, the continuation of a
+multi-step conversation, start-up hooks, ticks and scheduled jobs. The one
+explicit list of routers (handlers.ROUTERS) is given to BotApp, which builds
+a Registry from it: the core reaches every workflow through the registry and
+imports none. The roles given at registration form the permission table,
+checked by the dispatcher in one place.
 """
 
 from __future__ import annotations
@@ -10,16 +14,22 @@ from __future__ import annotations
 import difflib
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from storage.models import Role
 
-from .onebot import Segment
+from .onebot import Event, Segment
 
 if TYPE_CHECKING:
+    from .app import BotApp
     from .context import Context
 
 Handler = Callable[["Context", "Command"], Awaitable[None]]
+EventHandler = Callable[["Context", Event], Awaitable[None]]  # a file, a conversation's message
+StartupHook = Callable[["BotApp"], Awaitable[None]]
+TickHook = Callable[["BotApp", datetime], Awaitable[None]]
+Job = Callable[..., Awaitable[None]]  # async def job(app, *args: int | str)
 
 EVERYONE = frozenset(Role)
 MEMBERS = frozenset({Role.officer, Role.leader, Role.coordinator})
@@ -67,10 +77,27 @@ class Command:
         return " ".join(self.words)
 
 
+@dataclass(frozen=True)
+class FileSpec:
+    roles: frozenset[Role]  # files from anyone else are ignored silently
+    handler: EventHandler
+
+
+def job_key(job: Job) -> str:
+    """The target a scheduled job is stored under: "module:function". Stored in the
+    job table of deployed databases, so a job function keeps its module and name."""
+    return f"{job.__module__}:{job.__name__}"
+
+
 class Router:
     def __init__(self, name: str) -> None:
         self.name = name
         self.specs: list[CommandSpec] = []
+        self.files: list[FileSpec] = []
+        self.conversations: list[EventHandler] = []
+        self.startup: list[StartupHook] = []
+        self.ticks: list[TickHook] = []
+        self.jobs: list[Job] = []
 
     def command(
         self,
@@ -86,14 +113,56 @@ class Router:
 
         return register
 
+    def file(self, *, roles: frozenset[Role]) -> Callable[[EventHandler], EventHandler]:
+        """`handler(ctx, event)` for an uploaded file (a group_upload notice or a message
+        with a file segment), run in the event's transaction for people with `roles`."""
 
-class CommandTable:
-    """All registered commands by every word that names them."""
+        def register(handler: EventHandler) -> EventHandler:
+            self.files.append(FileSpec(roles, handler))
+            return handler
+
+        return register
+
+    def conversation(self, handler: EventHandler) -> EventHandler:
+        """`handler(ctx, event)` for a message that is not a command from someone whose
+        conversation this router opened (`ctx.open_conversation`)."""
+        self.conversations.append(handler)
+        return handler
+
+    def on_startup(self, hook: StartupHook) -> StartupHook:
+        """`hook(app)`, run by BotApp.start() after migrations, before the sender starts."""
+        self.startup.append(hook)
+        return hook
+
+    def on_tick(self, hook: TickHook) -> TickHook:
+        """`hook(app, now)`, run by BotApp.tick() (every 30 s; tests call it after moving the clock)."""
+        self.ticks.append(hook)
+        return hook
+
+    def job(self, job: Job) -> Job:
+        """A scheduled-job target `job(app, *args)`, stored under `job_key(job)`."""
+        self.jobs.append(job)
+        return job
+
+
+class Registry:
+    """Everything the routers handle, built once from the explicit list of routers:
+    commands by every word that names them, the file handler, conversation handlers
+    by router name, start-up hooks, ticks and scheduled jobs by target key."""
 
     def __init__(self, routers: Iterable[Router]) -> None:
         self.specs: list[CommandSpec] = []
         self.by_word: dict[str, CommandSpec] = {}
+        self.file: FileSpec | None = None
+        self.conversations: dict[str, EventHandler] = {}
+        self.startup: list[StartupHook] = []
+        self.ticks: list[TickHook] = []
+        self.jobs: dict[str, Job] = {}
+        names: set[str] = set()
         for router in routers:
+            if router.name in names:
+                raise ValueError(f"router {router.name!r} included twice")
+            names.add(router.name)
             for spec in router.specs:
                 for word in (spec.name, *spec.aliases):
                     key = word.lower()
@@ -101,6 +170,21 @@ class CommandTable:
                         raise ValueError(f"command word {word!r} registered twice")
                     self.by_word[key] = spec
                 self.specs.append(spec)
+            for file_spec in router.files:
+                if self.file is not None:
+                    raise ValueError(f"a second file handler in router {router.name!r}")
+                self.file = file_spec
+            if len(router.conversations) > 1:
+                raise ValueError(f"router {router.name!r} has two conversation handlers")
+            for handler in router.conversations:
+                self.conversations[router.name] = handler
+            self.startup.extend(router.startup)
+            self.ticks.extend(router.ticks)
+            for job in router.jobs:
+                key = job_key(job)
+                if key in self.jobs:
+                    raise ValueError(f"job {key!r} registered twice")
+                self.jobs[key] = job
 
     def lookup(self, word: str) -> CommandSpec | None:
         return self.by_word.get(word.lower())

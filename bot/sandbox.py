@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -20,12 +20,13 @@ from urllib.parse import unquote
 from aiohttp import web
 from sqlalchemy import select
 
-from storage.models import Member, Role, Topic, Unit
+from storage.models import Member, Role, Unit
 
 from .app import BotApp
 from .clock import Clock
 from .config import Config, build
 from .onebot import Event, FileRef, Segment
+from .router import Router
 from .server import BOT_KEY, make_web_app
 from .transport import ApiResult
 
@@ -286,6 +287,7 @@ def make_demo_app(
     db_path: Path,
     host: str,
     port: int,
+    routers: Iterable[Router],
     clock: Clock | None = None,
     on_start: Callable[[BotApp, bool], None] | None = None,
 ) -> web.Application:
@@ -294,7 +296,7 @@ def make_demo_app(
 
     config = demo_config(db_path, host, port)
     sandbox = Sandbox(demo.BOT_ID, demo.GROUP_ID)
-    bot = BotApp(config, clock=clock, transport=sandbox)
+    bot = BotApp(config, routers, clock=clock, transport=sandbox)
     bot.self_id = demo.BOT_ID
     sandbox.bot = bot
     sandbox.base_url = f"http://{host}:{port}"
@@ -302,18 +304,14 @@ def make_demo_app(
     sandbox.install(app)
 
     async def lifecycle(_app: web.Application) -> AsyncIterator[None]:
-        await bot.start()
-        seeded = await demo.seed(bot.db, bot.clock.now())
-        if seeded:
-            from handlers.topics import schedule_topic
+        seeded = []
 
-            async with bot.db.reader() as s:
-                for topic in (
-                    await s.execute(select(Topic).where(Topic.status == "open"))
-                ).scalars():
-                    schedule_topic(bot, topic.id, topic.deadline)
+        async def seed() -> None:  # after the migrations, before the routers' start-up hooks
+            seeded.append(await demo.seed(bot.db, bot.clock.now()))
+
+        await bot.start(prepare=seed)
         if on_start:
-            on_start(bot, seeded)
+            on_start(bot, seeded[0])
         yield
         await bot.stop()
 

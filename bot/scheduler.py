@@ -5,9 +5,10 @@
   calendar code (working days, quiet hours), with a stable id and
   `replace_existing`.
 * The stored callable is always `bot.scheduler:run_job`, with the target as a
-  "module:function" string and int/str arguments; `run_job` resolves the
-  target and calls it with the running BotApp. `targets()` lists what the
-  store references so a test can check that every stored job still resolves.
+  "module:function" string and int/str arguments; `run_job` looks the target
+  up among the jobs registered on the routers (`@router.job`) and calls it
+  with the running BotApp. `targets()` lists what the store references so a
+  test can check that every stored job is still registered.
 * misfire_grace_time is set per job to how long the job stays useful (a
   deadline reminder: until the deadline); coalesce is on, so a job missed
   while the bot was down runs once on restart if still useful, never twice.
@@ -19,9 +20,7 @@
 from __future__ import annotations
 
 import asyncio
-import importlib
 import logging
-from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +36,7 @@ from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from .clock import Clock
+from .router import Job, job_key
 
 if TYPE_CHECKING:
     from .app import BotApp
@@ -75,17 +75,16 @@ def sync_url(url: str) -> str:
     return url
 
 
-def resolve(target: str) -> Callable[..., Awaitable[None]]:
-    module, _, name = target.partition(":")
-    return getattr(importlib.import_module(module), name)
-
-
 async def run_job(target: str, *args: Any) -> None:
-    """What every stored job calls: the target with the running app first."""
+    """What every stored job calls: the registered target with the running app first."""
     if _current_app is None:
         log.error("job %s fired without a running bot", target)
         return
-    await resolve(target)(_current_app, *args)
+    job = _current_app.registry.jobs.get(target)
+    if job is None:
+        log.error("job target %s is not registered on any router; job skipped", target)
+        return
+    await job(_current_app, *args)
 
 
 class Scheduler:
@@ -123,11 +122,15 @@ class Scheduler:
         self,
         job_id: str,
         when: datetime,
-        target: str,
+        job: Job,
         *args: int | str,
         useful_until: datetime | None = None,
     ) -> None:
-        """Run `target(app, *args)` at `when` (naive local time); replaces a job of the same id."""
+        """Run `job(app, *args)` at `when` (naive local time); replaces a job of the same id.
+        `job` must be registered on a router (`@router.job`)."""
+        target = job_key(job)
+        if self.app.registry.jobs.get(target) is not job:
+            raise ValueError(f"{target} is not a job registered on a router")
         grace = None
         if useful_until is not None:
             grace = max(int((useful_until - when).total_seconds()), 1)
@@ -147,13 +150,13 @@ class Scheduler:
         self,
         job_id: str,
         when: datetime,
-        target: str,
+        job: Job,
         *args: int | str,
         useful_until: datetime | None = None,
     ) -> None:
         """Like `at`, but keeps an existing job (a recurring job's next run survives restarts)."""
         if self.scheduler.get_job(job_id) is None:
-            self.at(job_id, when, target, *args, useful_until=useful_until)
+            self.at(job_id, when, job, *args, useful_until=useful_until)
 
     def cancel(self, prefix: str) -> None:
         """Remove every job whose id starts with `prefix`."""

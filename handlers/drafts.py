@@ -1,4 +1,7 @@
-"""Drafts: /报送 (inline or collected until /完成), /撤回, /我的稿件, /稿件."""
+"""Drafts: /报送 (inline or collected until /完成), /撤回, /我的稿件, /稿件.
+
+Operations (submit_draft, withdraw, the collection) hold the rules; the chat
+commands parse words, call them and answer the asker."""
 
 from __future__ import annotations
 
@@ -11,7 +14,7 @@ from typing import TYPE_CHECKING
 from bot.context import Context, Refusal
 from bot.onebot import Event
 from bot.router import MEMBERS, OFFICERS, Command, Router, normalize
-from storage.models import CATEGORIES, Draft, DraftStatus, Role
+from storage.models import CATEGORIES, CollectSession, Draft, DraftStatus, Role
 from storage.queries import Repo, char_count, content_hash
 
 from .common import draft_arg, require_own_unit
@@ -72,9 +75,67 @@ async def check_flood(ctx: Context) -> None:
         raise Refusal("submit_flood.txt.j2", limit=limit)
 
 
-async def register_draft(ctx: Context, draft: Draft) -> Draft:
-    """Store a new draft (refusing an exact duplicate of the unit's) and queue the receipt.
-    A revision of a returned draft (#G12, or the same title) is linked to it."""
+def check_title(title: str) -> None:
+    if not title:
+        raise Refusal("submit_no_title.txt.j2")
+    if len(title) > MAX_TITLE_CHARS:
+        raise Refusal("submit_title_too_long.txt.j2", length=len(title), limit=MAX_TITLE_CHARS)
+
+
+@dataclass(frozen=True)
+class Attachment:
+    """The uploaded file a draft was read from (or that it keeps as it is)."""
+
+    name: str
+    path: str
+    size: int
+    content_hash: str  # of the file's bytes: the same file twice is a duplicate
+    char_count: int | None  # of the text read from it; None: kept as it is (.doc, .wps, .pdf)
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """What the submitter is told: the draft's number and its rank in the unit's month."""
+
+    draft: Draft
+    unit: str
+    nth: int
+    topic_note: str | None  # "closed" / "unknown": the topic it answers cannot take it
+
+
+# ------------------------------------------------------------------ operations
+
+
+async def submit_draft(
+    ctx: Context,
+    title: str,
+    body: str,
+    tags: Tags,
+    source: str,
+    attachment: Attachment | None = None,
+) -> Receipt:
+    """The actor (an officer) submits a draft for their unit. An exact duplicate of the
+    unit's is refused; a revision of a returned draft (#G12, or the same title) is linked
+    to it. Returns the receipt, which the door shows the submitter."""
+    check_title(title)
+    draft = Draft(
+        unit_id=ctx.member.unit_id,
+        submitter_id=ctx.member.id,
+        title=title,
+        body=body,
+        char_count=char_count(body) if attachment is None else attachment.char_count,
+        category=tags.category,
+        urgent=tags.urgent,
+        topic_ref=tags.topic_ref,
+        revision_of=tags.revision_of,
+        source=source,
+        group_id=ctx.chat_group,
+        content_hash=content_hash(title, body) if attachment is None else attachment.content_hash,
+        submitted_at=ctx.now,
+    )
+    if attachment is not None:
+        draft.attachment_name, draft.attachment_path = attachment.name, attachment.path
+        draft.attachment_size = attachment.size
     duplicate = await ctx.repo.drafts.duplicate_of(draft.unit_id, draft.content_hash)
     if duplicate is not None:
         raise Refusal("draft_duplicate.txt.j2", existing=duplicate)
@@ -92,11 +153,10 @@ async def register_draft(ctx: Context, draft: Draft) -> Draft:
     await ctx.repo.drafts.create(draft, ctx.member)
     if original is not None:
         await ctx.repo.drafts.record(original, "revised", ctx.member, ctx.now, draft.number)
-    await send_receipt(ctx, draft)
-    return draft
+    return await receipt(ctx, draft)
 
 
-async def send_receipt(ctx: Context, draft: Draft) -> None:
+async def receipt(ctx: Context, draft: Draft) -> Receipt:
     unit = await ctx.repo.units.get(draft.unit_id)
     start = month_start(draft.submitted_at)
     nth = await ctx.repo.drafts.count_in(draft.unit_id, start, next_month(start))
@@ -104,59 +164,29 @@ async def send_receipt(ctx: Context, draft: Draft) -> None:
     if draft.topic_ref:  # a draft for a closed or unknown topic is still accepted, with a note
         topic = await ctx.repo.topics.get(int(draft.topic_ref[1:]))
         note = "unknown" if topic is None else ("closed" if topic.status != "open" else None)
-    template = "draft_receipt.txt.j2" if ctx.in_group else "draft_receipt_private.txt.j2"
-    ctx.reply(template, draft=draft, unit=unit.name, nth=nth, topic_note=note)
+    return Receipt(draft, unit.name, nth, note)
 
 
-def check_title(title: str) -> None:
-    if not title:
-        raise Refusal("submit_no_title.txt.j2")
-    if len(title) > MAX_TITLE_CHARS:
-        raise Refusal("submit_title_too_long.txt.j2", length=len(title), limit=MAX_TITLE_CHARS)
+async def withdraw(ctx: Context, draft: Draft) -> None:
+    """The actor's unit withdraws its draft before review."""
+    require_own_unit(ctx, draft)
+    if draft.status not in (DraftStatus.submitted, DraftStatus.awaiting_file):
+        raise Refusal("withdraw_too_late.txt.j2", draft=draft)
+    draft.status = DraftStatus.withdrawn
+    await ctx.repo.drafts.record(draft, "withdraw", ctx.member, ctx.now)
 
 
-def _new_draft(ctx: Context, title: str, body: str, tags: Tags, source: str) -> Draft:
-    check_title(title)
-    return Draft(
-        unit_id=ctx.member.unit_id,
-        submitter_id=ctx.member.id,
-        title=title,
-        body=body,
-        char_count=char_count(body),
-        category=tags.category,
-        urgent=tags.urgent,
-        topic_ref=tags.topic_ref,
-        revision_of=tags.revision_of,
-        source=source,
-        group_id=ctx.event.group_id,
-        content_hash=content_hash(title, body),
-        submitted_at=ctx.now,
-    )
+# A long draft is collected from the officer's next messages in the chat (a conversation
+# of the chat door): started by /报送 without a body, ended by /完成 or /取消.
 
 
-@router.command("报送", aliases=("submit",), roles=OFFICERS)
-async def submit(ctx: Context, cmd: Command) -> None:
-    tags = parse_tags(cmd.tags)
-    check_title(cmd.rest)
-    await check_flood(ctx)
-    if not cmd.body.strip():
-        # No body: collect this person's next messages in this chat until /完成.
-        await ctx.repo.collecting.start(
-            ctx.event.chat_type, ctx.event.chat_id, ctx.event.user_id, cmd.head, ctx.now
-        )
-        key = (ctx.event.chat_type, ctx.event.chat_id, ctx.event.user_id)
-        ctx.after_commit.append(lambda: ctx.app.collecting.add(key))
-        ctx.reply(
-            "collect_started.txt.j2",
-            title=cmd.rest,
-            idle=ctx.app.config.limits.collect_idle_minutes,
-        )
-        return
-    await register_draft(
-        ctx, _new_draft(ctx, cmd.rest, cmd.body.strip(), tags, ctx.event.chat_type)
-    )
+async def start_collecting(ctx: Context, header: str) -> None:
+    """Collect this person's next messages in this chat as the body of draft `header`."""
+    await ctx.repo.collecting.start(*ctx.conversation_key, header, ctx.now)
+    ctx.open_conversation(router.name)
 
 
+@router.conversation
 async def collect(ctx: Context, event: Event) -> None:
     """A non-command message while /报送 is collecting: append it to the body."""
     session = await ctx.repo.collecting.get(event.chat_type, event.chat_id, event.user_id)
@@ -173,58 +203,93 @@ async def collect(ctx: Context, event: Event) -> None:
     ctx.repo.collecting.append(session, text, ctx.now)
 
 
-async def _end_collection(ctx: Context) -> tuple[object, list[str]]:
-    session = await ctx.repo.collecting.get(
-        ctx.event.chat_type, ctx.event.chat_id, ctx.event.user_id
-    )
-    if session is None:
-        raise Refusal("collect_none.txt.j2")
-    await ctx.repo.collecting.finish(session)
-    key = (ctx.event.chat_type, ctx.event.chat_id, ctx.event.user_id)
-    ctx.after_commit.append(lambda: ctx.app.collecting.discard(key))
-    return session, json.loads(session.parts)
-
-
-@router.command("完成", aliases=("done",), roles=OFFICERS)
-async def finish_collection(ctx: Context, cmd: Command) -> None:
-    session, parts = await _end_collection(ctx)
+async def finish_collecting(ctx: Context) -> Receipt:
+    """Submit the collected messages as one draft."""
+    session, parts = await end_collecting(ctx)
     body = "\n".join(parts).strip()
     if not body:
         raise Refusal("collect_empty.txt.j2")
     tokens = session.header.split()
     tags = parse_tags([normalize(t)[1:] for t in tokens if normalize(t).startswith("#")])
     title = " ".join(t for t in tokens if not normalize(t).startswith("#"))
-    await register_draft(ctx, _new_draft(ctx, title, body, tags, ctx.event.chat_type))
+    return await submit_draft(ctx, title, body, tags, ctx.event.chat_type)
+
+
+async def end_collecting(ctx: Context) -> tuple[CollectSession, list[str]]:
+    """End the collection (/完成 submits it, /取消 drops it); returns it and its messages."""
+    session = await ctx.repo.collecting.get(*ctx.conversation_key)
+    if session is None:
+        raise Refusal("collect_none.txt.j2")
+    await ctx.repo.collecting.finish(session)
+    ctx.close_conversation()
+    return session, json.loads(session.parts)
+
+
+@router.on_startup
+async def restore_conversations(app: BotApp) -> None:
+    """Collections survive a restart: they are rows; the core's registry is rebuilt."""
+    async with app.db.reader() as s:
+        keys = await Repo(s).collecting.all_keys()
+    app.conversations.update(dict.fromkeys(keys, router.name))
+
+
+@router.on_tick
+async def prompt_idle_collections(app: BotApp, now: datetime) -> None:
+    """Ask people whose collected draft has been idle whether to keep it."""
+    cutoff = now - timedelta(minutes=app.config.limits.collect_idle_minutes)
+    async with app.acting(None) as ctx:
+        for session in await ctx.repo.collecting.idle_since(cutoff):
+            text = ctx.render("collect_idle_prompt.txt.j2", header=session.header)
+            if session.chat_type == "group":
+                ctx.post(session.chat_id, text, mention=[session.im_id])
+            else:
+                ctx.tell(session.im_id, text)
+            session.prompted = True
+
+
+# ------------------------------------------------------------------ chat commands
+
+
+def reply_receipt(ctx: Context, receipt: Receipt) -> None:
+    """The receipt in the chat: one line in a group, the details in private chat."""
+    template = "draft_receipt.txt.j2" if ctx.in_group else "draft_receipt_private.txt.j2"
+    ctx.reply(template, **vars(receipt))
+
+
+@router.command("报送", aliases=("submit",), roles=OFFICERS)
+async def submit_command(ctx: Context, cmd: Command) -> None:
+    tags = parse_tags(cmd.tags)
+    check_title(cmd.rest)
+    await check_flood(ctx)
+    if not cmd.body.strip():
+        # No body: collect this person's next messages in this chat until /完成.
+        await start_collecting(ctx, cmd.head)
+        ctx.reply(
+            "collect_started.txt.j2",
+            title=cmd.rest,
+            idle=ctx.app.config.limits.collect_idle_minutes,
+        )
+        return
+    reply_receipt(
+        ctx, await submit_draft(ctx, cmd.rest, cmd.body.strip(), tags, ctx.event.chat_type)
+    )
+
+
+@router.command("完成", aliases=("done",), roles=OFFICERS)
+async def finish_command(ctx: Context, cmd: Command) -> None:
+    reply_receipt(ctx, await finish_collecting(ctx))
 
 
 @router.command("取消", aliases=("cancel",), roles=OFFICERS)
-async def cancel_collection(ctx: Context, cmd: Command) -> None:
-    await _end_collection(ctx)
+async def cancel_command(ctx: Context, cmd: Command) -> None:
+    await end_collecting(ctx)
     ctx.reply("collect_cancelled.txt.j2")
 
 
-async def prompt_idle_collections(app: BotApp, cutoff: datetime) -> None:
-    """Ask people whose collected draft has been idle whether to keep it."""
-    async with app.db.transaction() as s:
-        repo = Repo(s)
-        for session in await repo.collecting.idle_since(cutoff):
-            text = app.renderer.text("collect_idle_prompt.txt.j2", header=session.header)
-            if session.chat_type == "group":
-                app.queue(repo, "group", session.chat_id, text, mention=[session.im_id])
-            else:
-                app.queue(repo, "private", session.im_id, text)
-            session.prompted = True
-    app.sender.wake()
-
-
 @router.command("撤回", aliases=("withdraw",), roles=OFFICERS)
-async def withdraw(ctx: Context, cmd: Command) -> None:
+async def withdraw_command(ctx: Context, cmd: Command) -> None:
     draft = await draft_arg(ctx, cmd)
-    require_own_unit(ctx, draft)
-    if draft.status not in (DraftStatus.submitted, DraftStatus.awaiting_file):
-        raise Refusal("withdraw_too_late.txt.j2", draft=draft)
-    draft.status = DraftStatus.withdrawn
-    await ctx.repo.drafts.record(draft, "withdraw", ctx.member, ctx.now)
+    await withdraw(ctx, draft)
     ctx.reply("withdrawn.txt.j2", draft=draft)
 
 

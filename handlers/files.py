@@ -19,14 +19,24 @@ import aiohttp
 
 from bot.context import Context, Refusal
 from bot.onebot import Event
+from bot.router import OFFICERS, Router
 from storage.models import Draft, DraftStatus, FileJob, Member, Role
-from storage.queries import bytes_hash, char_count
+from storage.queries import Repo, bytes_hash, char_count
 
-from .drafts import MAX_TITLE_CHARS, check_flood, register_draft, send_receipt
+from .drafts import (
+    MAX_TITLE_CHARS,
+    Attachment,
+    Tags,
+    check_flood,
+    receipt,
+    reply_receipt,
+    submit_draft,
+)
 
 if TYPE_CHECKING:
     from bot.app import BotApp
 
+router = Router("files")
 log = logging.getLogger(__name__)
 
 READABLE = {".docx", ".txt"}
@@ -52,39 +62,45 @@ def extension(name: str) -> str:
     return PurePath(name).suffix.lower()
 
 
-async def receive(app: BotApp, event: Event) -> None:
-    async def record(ctx: Context) -> None:
-        if ctx.role != Role.officer:
-            return  # files from anyone else are ignored
-        ref = event.file
-        if extension(ref.name) not in READABLE | ATTACHMENT_ONLY:
-            raise Refusal(
-                "file_type_unsupported.txt.j2",
-                name=ref.name,
-                types=sorted(READABLE | ATTACHMENT_ONLY),
-            )
-        limit_mb = app.config.limits.max_file_mb
-        if ref.size is not None and ref.size > limit_mb * 1024 * 1024:
-            raise Refusal("file_too_large.txt.j2", name=ref.name, limit_mb=limit_mb)
-        await check_flood(ctx)
-        job = await ctx.repo.files.add(
-            FileJob(
-                member_id=ctx.member.id,
-                unit_id=ctx.member.unit_id,
-                self_id=event.self_id,
-                chat_type=event.chat_type,
-                chat_id=event.chat_id,
-                file_id=ref.file_id,
-                busid=ref.busid,
-                name=ref.name,
-                size=ref.size,
-                url=ref.url,
-                created_at=ctx.now,
-            )
+@router.file(roles=OFFICERS)  # files from anyone else are ignored
+async def receive(ctx: Context, event: Event) -> None:
+    app = ctx.app
+    ref = event.file
+    if extension(ref.name) not in READABLE | ATTACHMENT_ONLY:
+        raise Refusal(
+            "file_type_unsupported.txt.j2",
+            name=ref.name,
+            types=sorted(READABLE | ATTACHMENT_ONLY),
         )
-        ctx.after_commit.append(lambda: app.spawn(download(app, job.id)))
+    limit_mb = app.config.limits.max_file_mb
+    if ref.size is not None and ref.size > limit_mb * 1024 * 1024:
+        raise Refusal("file_too_large.txt.j2", name=ref.name, limit_mb=limit_mb)
+    await check_flood(ctx)
+    job = await ctx.repo.files.add(
+        FileJob(
+            member_id=ctx.member.id,
+            unit_id=ctx.member.unit_id,
+            self_id=event.self_id,
+            chat_type=event.chat_type,
+            chat_id=event.chat_id,
+            file_id=ref.file_id,
+            busid=ref.busid,
+            name=ref.name,
+            size=ref.size,
+            url=ref.url,
+            created_at=ctx.now,
+        )
+    )
+    ctx.after_commit.append(lambda: app.spawn(download(app, job.id)))
 
-    await app.dispatcher.run(event, record)
+
+@router.on_startup
+async def resume_downloads(app: BotApp) -> None:
+    """Downloads interrupted by a restart start again."""
+    async with app.db.reader() as s:
+        pending = await Repo(s).files.pending_ids()
+    for job_id in pending:
+        app.spawn(download(app, job_id))
 
 
 async def download(app: BotApp, job_id: int) -> None:
@@ -129,25 +145,16 @@ async def download(app: BotApp, job_id: int) -> None:
             ctx.reply("file_download_failed.txt.j2", name=job.name, draft=draft)
             return
         path = _store(app, job, data)
+        attachment = Attachment(job.name, str(path), len(data), bytes_hash(data), parsed.char_count)
         waiting = await ctx.repo.drafts.awaiting_file(job.unit_id, job.name)
         if waiting is not None:  # the file a draft was waiting for
-            _fill(waiting, parsed, path, job.name, data)
+            _fill(waiting, parsed, attachment)
             await ctx.repo.drafts.record(waiting, "file_received", ctx.member, ctx.now)
-            await send_receipt(ctx, waiting)
-            row.draft_id = waiting.id
+            done = await receipt(ctx, waiting)
         else:
-            draft = Draft(
-                unit_id=job.unit_id,
-                submitter_id=ctx.member.id,
-                title="",
-                source="file",
-                group_id=event.group_id,
-                content_hash="",
-                submitted_at=ctx.now,
-            )
-            _fill(draft, parsed, path, job.name, data)
-            await register_draft(ctx, draft)
-            row.draft_id = draft.id
+            done = await submit_draft(ctx, parsed.title, parsed.body, Tags(), "file", attachment)
+        reply_receipt(ctx, done)
+        row.draft_id = done.draft.id
         row.status = "done"
 
     await app.dispatcher.run(event, finish)
@@ -177,10 +184,10 @@ async def _awaiting_draft(ctx: Context, job: FileJob) -> Draft:
     return await ctx.repo.drafts.create(draft, ctx.member)
 
 
-def _fill(draft: Draft, parsed: Parsed, path: Path, name: str, data: bytes) -> None:
-    draft.title, draft.body, draft.char_count = parsed.title, parsed.body, parsed.char_count
-    draft.attachment_name, draft.attachment_path, draft.attachment_size = name, str(path), len(data)
-    draft.content_hash = bytes_hash(data)
+def _fill(draft: Draft, parsed: Parsed, attachment: Attachment) -> None:
+    draft.title, draft.body, draft.char_count = parsed.title, parsed.body, attachment.char_count
+    draft.attachment_name, draft.attachment_path = attachment.name, attachment.path
+    draft.attachment_size, draft.content_hash = attachment.size, attachment.content_hash
     draft.status = DraftStatus.submitted
 
 

@@ -10,7 +10,7 @@ router = Router("help")
 
 @router.command("帮助", aliases=("help",), roles=EVERYONE)
 async def show_help(ctx: Context, cmd: Command) -> None:
-    table, info = ctx.app.commands, ctx.app.renderer.command_help
+    table, info = ctx.app.registry, ctx.app.renderer.command_help
     if cmd.words:
         word = cmd.words[0].lstrip("/／")
         spec = table.lookup(word)

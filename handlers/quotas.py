@@ -22,6 +22,7 @@ from storage import standings as st
 from storage.models import Quota, Role, Unit
 from storage.queries import Repo
 
+from . import topics
 from .common import PERIOD_WORDS, unit_arg, usage
 
 if TYPE_CHECKING:
@@ -125,11 +126,87 @@ def lagging(app: BotApp, p: Progress) -> bool:
     return p.done < p.expected * (1 - tolerance)
 
 
-# ------------------------------------------------------------------ commands
+# ------------------------------------------------------------------ operations
+
+
+async def set_quota(
+    ctx: Context, unit: Unit | None, kind: str | None, period: str, metric: str, target: float
+) -> Quota | None:
+    """Set the `period` (month/quarter/year) target of `metric` (submitted/adopted/points)
+    for one unit, a kind of units, or all units (neither given); 0 = none. The old row
+    ends and stays, so a finished period is judged by the target then in force.
+    Returns the replaced quota, if any."""
+    if unit is not None and not unit.active:
+        raise Refusal("quota_retired_unit.txt.j2", name=unit.name)
+    if target < 0 or (metric != "points" and not float(target).is_integer()):
+        raise Refusal("quota_bad_amount.txt.j2", amount=f"{target:g}", metric=metric)
+    scope = "unit" if unit is not None else "kind" if kind is not None else "all"
+    return await ctx.repo.quotas.replace(
+        Quota(scope=scope, unit_id=unit.id if unit else None, kind=kind, period=period, metric=metric,
+              target=float(target), valid_from=ctx.now, created_by=ctx.member.id),
+    )  # fmt: skip
+
+
+async def remind_lagging(ctx: Context, stage: str) -> dict:
+    """One reminder run: the group post, the coordinators' digest, the log and the streaks.
+    Returns what happened: lagging units, units reminded, whether all were already today."""
+    app, repo, now = ctx.app, ctx.repo, ctx.now
+    day = now.date().isoformat()
+    rows = await progress(app, repo, now)
+    units_with_quota = {p.unit.id for p in rows}
+    behind = [p for p in rows if lagging(app, p)]
+    lagging_units = {p.unit.id for p in behind}
+    streaks = await repo.quotas.bump_streaks(units_with_quota, lagging_units, now)
+    already = {(r.ref, r.unit_id) for r in await repo.reminders.sent_on_day("quota", day)}
+    fresh = [p for p in behind if (p.quota.id, p.unit.id) not in already]
+    officers = await repo.members.officers_by_unit({p.unit.id for p in fresh})
+    to_mention = [p for p in fresh if officers[p.unit.id]]
+    orphans = sorted({p.unit.name for p in fresh if not officers[p.unit.id]})
+    escalate = sorted(
+        {
+            p.unit.name
+            for p in fresh
+            if streaks.get(p.unit.id, 0) >= app.config.quotas.escalate_after
+        }
+    )
+    if to_mention:
+        text = ctx.render("quota_reminder.txt.j2", rows=to_mention, now=now)
+        mention = [
+            m.im_id for uid in dict.fromkeys(p.unit.id for p in to_mention) for m in officers[uid]
+        ]
+        for group_id in sorted(app.groups):
+            ctx.post(group_id, text, mention=mention)
+    if fresh:
+        await ctx.tell_coordinators(
+            "quota_digest.txt.j2", rows=fresh, now=now, escalate=escalate, orphans=orphans,
+            escalate_after=app.config.quotas.escalate_after,
+        )  # fmt: skip
+        for p in fresh:
+            repo.reminders.log("quota", p.quota.id, [p.unit.id], stage, now)
+    return {
+        "lagging": len(lagging_units),
+        "reminded": len({p.unit.id for p in fresh}),
+        "already": bool(behind) and not fresh,
+    }
+
+
+async def award_base_points(ctx: Context, month: st.Period) -> None:
+    """Month end: units that met their monthly submission quota get `[base] monthly_quota_met`,
+    dated the month's last second (counted in the month it was earned)."""
+    at = month.end - timedelta(seconds=1)
+    rules = ctx.app.rules
+    for p in await progress(ctx.app, ctx.repo, month.end):
+        if p.quota.period == "month" and p.quota.metric == "submitted" and p.done >= p.target:
+            ctx.repo.reviews.add_points(
+                p.unit.id, None, "base", p.quota.id, rules.monthly_quota_met, rules.version, at
+            )
+
+
+# ------------------------------------------------------------------ chat commands
 
 
 @router.command("设任务", aliases=("setquota",), roles=COORDINATORS)
-async def set_quota(ctx: Context, cmd: Command) -> None:
+async def set_quota_command(ctx: Context, cmd: Command) -> None:
     if len(cmd.words) != 4:
         raise usage(ctx, "设任务")
     who, period_word, metric_word, amount = cmd.words
@@ -142,19 +219,13 @@ async def set_quota(ctx: Context, cmd: Command) -> None:
             ok_period=period not in (None, "week"),
         )
     amount = normalize(amount)
-    if not _AMOUNT.match(amount) or (metric != "points" and "." in amount):
+    if not _AMOUNT.match(amount):
         raise Refusal("quota_bad_amount.txt.j2", amount=amount, metric=metric)
     scope, kind = SCOPE_WORDS.get(who, ("unit", None))
     unit = None
     if scope == "unit":
-        found = await ctx.repo.units.find_any(who)
-        if found is not None and not found.active:
-            raise Refusal("quota_retired_unit.txt.j2", name=who)
-        unit = found or await unit_arg(ctx, who)
-    old = await ctx.repo.quotas.replace(
-        Quota(scope=scope, unit_id=unit.id if unit else None, kind=kind, period=period, metric=metric,
-              target=float(amount), valid_from=ctx.now, created_by=ctx.member.id),
-    )  # fmt: skip
+        unit = await ctx.repo.units.find_any(who) or await unit_arg(ctx, who)
+    old = await set_quota(ctx, unit, kind, period, metric, float(amount))
     ctx.reply(
         "quota_set.txt.j2",
         who=unit.name if unit else who,
@@ -194,65 +265,18 @@ async def show_quota(ctx: Context, cmd: Command) -> None:
     )
 
 
-# ------------------------------------------------------------------ reminders
-
-
-async def remind_lagging(app: BotApp, repo: Repo, stage: str) -> dict:
-    """One reminder run: the group post, the coordinators' digest, the log and the streaks.
-    Returns what happened, for /催报's answer."""
-    now = app.clock.now()
-    day = now.date().isoformat()
-    rows = await progress(app, repo, now)
-    units_with_quota = {p.unit.id for p in rows}
-    behind = [p for p in rows if lagging(app, p)]
-    lagging_units = {p.unit.id for p in behind}
-    streaks = await repo.quotas.bump_streaks(units_with_quota, lagging_units, now)
-    already = {(r.ref, r.unit_id) for r in await repo.reminders.sent_on_day("quota", day)}
-    fresh = [p for p in behind if (p.quota.id, p.unit.id) not in already]
-    officers = await repo.members.officers_by_unit({p.unit.id for p in fresh})
-    to_mention = [p for p in fresh if officers[p.unit.id]]
-    orphans = sorted({p.unit.name for p in fresh if not officers[p.unit.id]})
-    escalate = sorted(
-        {
-            p.unit.name
-            for p in fresh
-            if streaks.get(p.unit.id, 0) >= app.config.quotas.escalate_after
-        }
-    )
-    if to_mention:
-        text = app.renderer.text("quota_reminder.txt.j2", rows=to_mention, now=now)
-        mention = [
-            m.im_id for uid in dict.fromkeys(p.unit.id for p in to_mention) for m in officers[uid]
-        ]
-        for group_id in sorted(app.groups):
-            app.queue(repo, "group", group_id, text, mention=mention)
-    if fresh:
-        digest = app.renderer.text(
-            "quota_digest.txt.j2", rows=fresh, now=now, escalate=escalate, orphans=orphans,
-            escalate_after=app.config.quotas.escalate_after,
-        )  # fmt: skip
-        for c in await repo.members.coordinators():
-            app.queue(repo, "private", c.im_id, digest)
-        for p in fresh:
-            repo.reminders.log("quota", p.quota.id, [p.unit.id], stage, now)
-    return {
-        "lagging": len(lagging_units),
-        "reminded": len({p.unit.id for p in fresh}),
-        "already": bool(behind) and not fresh,
-    }
-
-
 @router.command("催报", aliases=("remind",), roles=COORDINATORS)
-async def remind_now(ctx: Context, cmd: Command) -> None:
+async def remind_command(ctx: Context, cmd: Command) -> None:
     """/催报: the quota reminders now; /催报 Y12: that topic's reminder."""
     if cmd.words:
-        from .topics import remind_topic_now
-
-        await remind_topic_now(ctx, cmd)
+        await topics.remind_command(ctx, cmd)
         return
-    outcome = await remind_lagging(ctx.app, ctx.repo, "manual")
+    outcome = await remind_lagging(ctx, "manual")
     if not ctx.in_group or outcome["reminded"] == 0:
         ctx.reply("quota_remind_result.txt.j2", **outcome)
+
+
+# ------------------------------------------------------------------ scheduled
 
 
 def reminder_times(app: BotApp, year: int, month: int) -> list[datetime]:
@@ -292,68 +316,44 @@ def next_reminder(app: BotApp, after: datetime) -> datetime:
     raise RuntimeError("no quota reminder in two years")  # pragma: no cover
 
 
-def ensure_quota_jobs(app: BotApp) -> None:
+@router.on_startup
+async def ensure_quota_jobs(app: BotApp) -> None:
     now = app.clock.now()
     when = next_reminder(app, now)
     app.scheduler.ensure(
-        "quota:remind",
-        when,
-        "handlers.quotas:reminder_job",
-        when.isoformat(),
-        useful_until=when + timedelta(hours=8),
+        "quota:remind", when, reminder_job, when.isoformat(), useful_until=when + timedelta(hours=8)
     )
     month_end = datetime.combine(st.period_containing("month", now).end.date(), BASE_POINTS_AT)
     covered = st.previous(st.period_containing("month", month_end)).start.date().isoformat()
     app.scheduler.ensure(
         "quota:base",
         month_end,
-        "handlers.quotas:base_points_job",
+        base_points_job,
         covered,
         useful_until=month_end + timedelta(days=20),
     )
 
 
+@router.job
 async def reminder_job(app: BotApp, planned: str) -> None:
-    async with app.db.transaction() as s:
-        repo = Repo(s)
-        if await repo.events.claim(f"quota-remind:{planned}", app.clock.now()):
-            await remind_lagging(app, repo, "scheduled")
-    app.sender.wake()
+    async with app.acting(None) as ctx:
+        if await ctx.repo.events.claim(f"quota-remind:{planned}", ctx.now):
+            await remind_lagging(ctx, "scheduled")
     when = next_reminder(app, max(app.clock.now(), datetime.fromisoformat(planned)))
     app.scheduler.at(
-        "quota:remind",
-        when,
-        "handlers.quotas:reminder_job",
-        when.isoformat(),
-        useful_until=when + timedelta(hours=8),
+        "quota:remind", when, reminder_job, when.isoformat(), useful_until=when + timedelta(hours=8)
     )
 
 
+@router.job
 async def base_points_job(app: BotApp, month_start: str) -> None:
-    """Month end: units that met their monthly submission quota get `[base] monthly_quota_met`."""
+    """Month end: the base points of the month that ended, once; then plan the next."""
     month = st.period_containing("month", datetime.fromisoformat(month_start))
-    at = month.end - timedelta(seconds=1)  # counted in the month it was earned
-    async with app.db.transaction() as s:
-        repo = Repo(s)
-        if await repo.events.claim(f"base-points:{month_start}", app.clock.now()):
-            rules = app.rules
-            for p in await progress(app, repo, month.end):
-                if (
-                    p.quota.period == "month"
-                    and p.quota.metric == "submitted"
-                    and p.done >= p.target
-                ):
-                    repo.reviews.add_points(
-                        p.unit.id,
-                        None,
-                        "base",
-                        p.quota.id,
-                        rules.monthly_quota_met,
-                        rules.version,
-                        at,
-                    )
+    async with app.acting(None) as ctx:
+        if await ctx.repo.events.claim(f"base-points:{month_start}", ctx.now):
+            await award_base_points(ctx, month)
     next_end = datetime.combine(month.end.date() + timedelta(days=32), BASE_POINTS_AT).replace(
         day=1
     )
-    app.scheduler.at("quota:base", next_end, "handlers.quotas:base_points_job", month.end.date().isoformat(),
+    app.scheduler.at("quota:base", next_end, base_points_job, month.end.date().isoformat(),
                      useful_until=next_end + timedelta(days=20))  # fmt: skip

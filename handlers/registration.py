@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from bot.context import Context, Refusal
 from bot.router import COORDINATORS, EVERYONE, Command, Router, normalize
-from storage.models import Role, UnitKind
+from storage.models import BindRequest, Member, Role, Unit, UnitKind
 
 from .common import person_arg, unit_arg, usage
 
@@ -27,22 +29,24 @@ def guess_kind(name: str) -> UnitKind:
     return UnitKind.other
 
 
-@router.command("登记", aliases=("register",), roles=COORDINATORS)
-async def register_officer(ctx: Context, cmd: Command) -> None:
-    im_id, rest = await person_arg(ctx, cmd)
-    if not rest:
-        raise usage(ctx, "登记")
-    unit = await unit_arg(ctx, " ".join(rest))
+# ------------------------------------------------------------------ operations
+
+
+async def register_officer(ctx: Context, im_id: int, unit: Unit, name: str | None) -> str:
+    """Register the person `im_id` as `unit`'s officer (moving units keeps the history);
+    `name` as their client shows it, if known. A pending binding request of theirs is
+    approved. They are told in the group the command came from, else privately; the
+    notice is returned, for the door to show the coordinator."""
+    if not unit.active:
+        raise Refusal("unit_unknown.txt.j2", name=unit.name, suggestions=[])
     member = await ctx.repo.members.by_im(im_id)
     if member is not None and member.role == Role.coordinator:
         raise Refusal("register_coordinator.txt.j2", name=member.name)
     if member is not None and member.role == Role.officer and member.unit_id == unit.id:
         raise Refusal("register_already.txt.j2", name=member.name, unit=unit.name)
-    member = member or await ctx.repo.members.ensure(
-        im_id, cmd.mention_names.get(im_id, str(im_id)), ctx.now
-    )
-    if member.name == str(im_id) and im_id in cmd.mention_names:
-        await ctx.repo.members.rename(member, cmd.mention_names[im_id], ctx.now)
+    member = member or await ctx.repo.members.ensure(im_id, name or str(im_id), ctx.now)
+    if member.name == str(im_id) and name:
+        await ctx.repo.members.rename(member, name, ctx.now)
     old_unit = await ctx.repo.units.get(member.unit_id) if member.unit_id else None
     await ctx.repo.members.make_officer(member, unit, ctx.member, ctx.now)
     pending = await ctx.repo.binds.pending_for(im_id)
@@ -55,92 +59,141 @@ async def register_officer(ctx: Context, cmd: Command) -> None:
         old_unit=old_unit.name if old_unit else None,
     )
     if ctx.in_group:
-        ctx.post(ctx.event.group_id, text, mention=[im_id])
+        ctx.post(ctx.chat_group, text, mention=[im_id])
     else:
-        ctx.tell(ctx.event.user_id, text)
         ctx.tell(im_id, text)
+    return text
 
 
-@router.command("绑定", aliases=("bind",), roles=EVERYONE)
-async def request_binding(ctx: Context, cmd: Command) -> None:
-    if not cmd.words:
-        raise usage(ctx, "绑定")
-    unit = await unit_arg(ctx, cmd.rest)
+async def request_binding(ctx: Context, unit: Unit, im_id: int, name: str) -> BindRequest:
+    """The person `im_id` (the actor, maybe not yet a member) asks to become `unit`'s
+    officer; the coordinators are told privately."""
     if ctx.role == Role.coordinator:
         raise Refusal("bind_coordinator.txt.j2")
     if ctx.role == Role.officer and ctx.member.unit_id == unit.id:
         raise Refusal("register_already.txt.j2", name=ctx.member.name, unit=unit.name)
-    pending = await ctx.repo.binds.pending_for(ctx.event.user_id)
+    pending = await ctx.repo.binds.pending_for(im_id)
     if pending is not None:
         raise Refusal("bind_pending.txt.j2", request_id=pending.id)
-    name = ctx.event.sender_name or str(ctx.event.user_id)
-    req = await ctx.repo.binds.create(ctx.event.user_id, name, unit, ctx.event.group_id, ctx.now)
-    ctx.reply("bind_submitted.txt.j2", request_id=req.id, unit=unit.name)
+    req = await ctx.repo.binds.create(im_id, name, unit, ctx.chat_group, ctx.now)
     await ctx.tell_coordinators(
-        "bind_to_coordinators.txt.j2", request=req, unit=unit.name, im_id=ctx.event.user_id
+        "bind_to_coordinators.txt.j2", request=req, unit=unit.name, im_id=im_id
     )
+    return req
 
 
-async def _pending_request(ctx: Context, cmd: Command):
+async def decide_binding(
+    ctx: Context, request: BindRequest, approve: bool, reason: str | None = None
+) -> None:
+    """Approve (register the applicant) or reject a pending binding request; the
+    applicant is told where they asked."""
+    if request.status != "pending":
+        raise Refusal("bind_decided_already.txt.j2", request_id=request.id, status=request.status)
+    unit = await ctx.repo.units.get(request.unit_id)
+    if approve:
+        if unit is None or not unit.active:
+            raise Refusal(
+                "unit_unknown.txt.j2",
+                name=unit.name if unit else str(request.unit_id),
+                suggestions=[],
+            )
+        member = await ctx.repo.members.ensure(request.im_id, request.name, ctx.now)
+        if member.role == Role.coordinator:
+            raise Refusal("register_coordinator.txt.j2", name=member.name)
+        await ctx.repo.members.make_officer(member, unit, ctx.member, ctx.now)
+        reason = None
+    ctx.repo.binds.decide(
+        request, "approved" if approve else "rejected", ctx.member, reason, ctx.now
+    )
+    text = ctx.render("bind_result.txt.j2", unit=unit.name, approved=approve, reason=reason)
+    if request.group_id is not None and request.group_id in ctx.app.groups:
+        ctx.post(request.group_id, text, mention=[request.im_id])
+    else:
+        ctx.tell(request.im_id, text)
+
+
+async def retire_officer(ctx: Context, member: Member) -> Unit:
+    """End `member`'s officer registration; the officer history (备案) is kept."""
+    if member.role != Role.officer:
+        raise Refusal("retire_not_officer.txt.j2", im_id=member.im_id, name=member.name)
+    unit = await ctx.repo.units.get(member.unit_id)
+    await ctx.repo.members.retire(member, ctx.member, ctx.now)
+    return unit
+
+
+async def add_unit(
+    ctx: Context, name: str, kind: UnitKind | None, aliases: Iterable[str] = ()
+) -> tuple[Unit, list[str]]:
+    """Add a unit (its kind guessed from the name when None); returns it and its aliases."""
+    aliases = list(dict.fromkeys(a for a in aliases if a != name))
+    taken = await ctx.repo.units.name_taken([name, *aliases])
+    if taken is not None:
+        raise Refusal("unit_exists.txt.j2", name=taken)
+    unit = await ctx.repo.units.create(name, kind or guess_kind(name), aliases, ctx.now)
+    return unit, aliases
+
+
+# ------------------------------------------------------------------ chat commands
+
+
+@router.command("登记", aliases=("register",), roles=COORDINATORS)
+async def register_command(ctx: Context, cmd: Command) -> None:
+    im_id, rest = await person_arg(ctx, cmd)
+    if not rest:
+        raise usage(ctx, "登记")
+    unit = await unit_arg(ctx, " ".join(rest))
+    text = await register_officer(ctx, im_id, unit, cmd.mention_names.get(im_id))
+    if not ctx.in_group:
+        ctx.reply_text(text)
+
+
+@router.command("绑定", aliases=("bind",), roles=EVERYONE)
+async def bind_command(ctx: Context, cmd: Command) -> None:
+    if not cmd.words:
+        raise usage(ctx, "绑定")
+    unit = await unit_arg(ctx, cmd.rest)
+    user_id = ctx.event.user_id
+    req = await request_binding(ctx, unit, user_id, ctx.event.sender_name or str(user_id))
+    ctx.reply("bind_submitted.txt.j2", request_id=req.id, unit=unit.name)
+
+
+async def _request_arg(ctx: Context, cmd: Command) -> BindRequest:
     number = normalize(cmd.words[0]).lstrip("#") if cmd.words else ""
     if not number.isdigit():
         raise usage(ctx, cmd.spec.name)
     req = await ctx.repo.binds.get(int(number))
     if req is None:
         raise Refusal("bind_not_found.txt.j2", request_id=number)
-    if req.status != "pending":
-        raise Refusal("bind_decided_already.txt.j2", request_id=req.id, status=req.status)
     return req
 
 
 @router.command("同意", aliases=("approve",), roles=COORDINATORS)
-async def approve_binding(ctx: Context, cmd: Command) -> None:
-    req = await _pending_request(ctx, cmd)
-    unit = await ctx.repo.units.get(req.unit_id)
-    if unit is None or not unit.active:
-        raise Refusal(
-            "unit_unknown.txt.j2", name=unit.name if unit else str(req.unit_id), suggestions=[]
-        )
-    member = await ctx.repo.members.ensure(req.im_id, req.name, ctx.now)
-    if member.role == Role.coordinator:
-        raise Refusal("register_coordinator.txt.j2", name=member.name)
-    await ctx.repo.members.make_officer(member, unit, ctx.member, ctx.now)
-    ctx.repo.binds.decide(req, "approved", ctx.member, None, ctx.now)
-    ctx.reply("bind_decided.txt.j2", request=req, unit=unit.name, approved=True)
-    _tell_applicant(
-        ctx, req, ctx.render("bind_result.txt.j2", unit=unit.name, approved=True, reason=None)
-    )
+async def approve_command(ctx: Context, cmd: Command) -> None:
+    await _decide_command(ctx, cmd, True)
 
 
 @router.command("拒绝", aliases=("deny",), roles=COORDINATORS)
-async def deny_binding(ctx: Context, cmd: Command) -> None:
-    req = await _pending_request(ctx, cmd)
+async def deny_command(ctx: Context, cmd: Command) -> None:
+    await _decide_command(ctx, cmd, False)
+
+
+async def _decide_command(ctx: Context, cmd: Command, approve: bool) -> None:
+    req = await _request_arg(ctx, cmd)
     unit = await ctx.repo.units.get(req.unit_id)
-    reason = " ".join(cmd.words[1:]) or None
-    ctx.repo.binds.decide(req, "rejected", ctx.member, reason, ctx.now)
-    ctx.reply("bind_decided.txt.j2", request=req, unit=unit.name, approved=False)
-    _tell_applicant(
-        ctx, req, ctx.render("bind_result.txt.j2", unit=unit.name, approved=False, reason=reason)
-    )
-
-
-def _tell_applicant(ctx: Context, req, text: str) -> None:
-    if req.group_id is not None and req.group_id in ctx.app.groups:
-        ctx.post(req.group_id, text, mention=[req.im_id])
-    else:
-        ctx.tell(req.im_id, text)
+    # The confirmation comes before the applicant's notice, which may go to the same group
+    # (a refusal of the decision rolls both back).
+    ctx.reply("bind_decided.txt.j2", request=req, unit=unit.name, approved=approve)
+    reason = None if approve else " ".join(cmd.words[1:]) or None
+    await decide_binding(ctx, req, approve, reason)
 
 
 @router.command("注销", aliases=("retire",), roles=COORDINATORS)
-async def retire_officer(ctx: Context, cmd: Command) -> None:
+async def retire_command(ctx: Context, cmd: Command) -> None:
     im_id, _ = await person_arg(ctx, cmd)
     member = await ctx.repo.members.by_im(im_id)
-    if member is None or member.role != Role.officer:
-        raise Refusal(
-            "retire_not_officer.txt.j2", im_id=im_id, name=member.name if member else None
-        )
-    unit = await ctx.repo.units.get(member.unit_id)
-    await ctx.repo.members.retire(member, ctx.member, ctx.now)
+    if member is None:
+        raise Refusal("retire_not_officer.txt.j2", im_id=im_id, name=None)
+    unit = await retire_officer(ctx, member)
     ctx.reply("retired.txt.j2", name=member.name, unit=unit.name)
 
 
@@ -151,7 +204,7 @@ async def list_units(ctx: Context, cmd: Command) -> None:
 
 
 @router.command("添加单位", aliases=("addunit",), roles=COORDINATORS)
-async def add_unit(ctx: Context, cmd: Command) -> None:
+async def add_unit_command(ctx: Context, cmd: Command) -> None:
     words = [w for part in cmd.words for w in normalize(part).replace("、", ",").split(",") if w]
     if not words:
         raise usage(ctx, "添加单位")
@@ -159,9 +212,5 @@ async def add_unit(ctx: Context, cmd: Command) -> None:
     kind = KIND_WORDS.get(rest[0]) if rest else None
     if kind is not None:
         rest = rest[1:]
-    aliases = list(dict.fromkeys(a for a in rest if a != name))
-    taken = await ctx.repo.units.name_taken([name, *aliases])
-    if taken is not None:
-        raise Refusal("unit_exists.txt.j2", name=taken)
-    unit = await ctx.repo.units.create(name, kind or guess_kind(name), aliases, ctx.now)
+    unit, aliases = await add_unit(ctx, name, kind, rest)
     ctx.reply("unit_added.txt.j2", unit=unit, aliases=aliases)

@@ -2,17 +2,21 @@
 
 Every fact is a row with who and when; every points-bearing fact writes a
 points row with the rule version (also when the rule gives 0, so a later
-`rescore` under new rules has something to recompute).
+`rescore` under new rules has something to recompute). The operations
+(return_draft, reject_draft, adopt, revoke_adoption, forward, instruct,
+record_late) hold these rules; the chat commands parse words and call them,
+and so will the console.
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 from bot.context import Context, Refusal
 from bot.router import COORDINATORS, Command, Router, normalize
-from bot.rules import FORM_WORDS, LEVEL_WORDS
-from storage.models import Adoption, Draft, DraftStatus, Forward, Instruction
+from bot.rules import FORM_WORDS, LEVEL_WORDS, Outlet
+from storage.models import Adoption, Draft, DraftStatus, Forward, Instruction, Member
 
 from .common import draft_arg, usage
 from .scoring import adoption_points, instruction_points
@@ -23,27 +27,37 @@ _ISSUE = re.compile(r"^第?(\d{1,5})期$")
 REVOKE_WORDS = ("撤销", "撤消", "取消")
 
 
+@dataclass(frozen=True)
+class Recorded:
+    """A points-bearing fact an operation recorded, and the one-line notice the unit's
+    officers got in the group (a door may show it to the acting coordinator too)."""
+
+    row: Adoption | Instruction
+    points: float  # what the fact itself earned (first-adoption bonuses not included)
+    notice: str
+
+
 def _reviewable(draft: Draft) -> None:
     if draft.status in (DraftStatus.withdrawn, DraftStatus.awaiting_file):
         raise Refusal("review_not_possible.txt.j2", draft=draft)
 
 
 async def _notify_unit(ctx: Context, draft: Draft, one_liner: str, detail: str) -> None:
-    """The unit's officers: a group one-liner (in the chat used, or every group) and a private detail."""
+    """The unit's officers: a group one-liner (in the group the command came from, else in
+    every configured group) and a private detail."""
     officers = await ctx.repo.members.officers_of(draft.unit_id)
-    groups = [ctx.event.group_id] if ctx.in_group else sorted(ctx.app.groups)
-    for group_id in groups:
+    for group_id in ctx.origin_groups:
         ctx.post(group_id, one_liner, mention=[o.im_id for o in officers], mergeable=True)
     for officer in officers:
         ctx.tell(officer.im_id, detail)
-    if not ctx.in_group:
-        ctx.tell(ctx.event.user_id, one_liner)
 
 
-@router.command("退回", aliases=("return",), roles=COORDINATORS)
-async def return_draft(ctx: Context, cmd: Command) -> None:
-    draft = await draft_arg(ctx, cmd)
-    reason = " ".join(cmd.words[1:]) or cmd.body.strip()
+# ------------------------------------------------------------------ operations
+
+
+async def return_draft(ctx: Context, draft: Draft, reason: str) -> Member:
+    """Return a submitted draft for revision; the submitter is told privately why.
+    Returns the submitter."""
     if not reason:
         raise Refusal("return_needs_reason.txt.j2", draft=draft)
     if draft.status != DraftStatus.submitted:
@@ -54,13 +68,11 @@ async def return_draft(ctx: Context, cmd: Command) -> None:
     ctx.tell(
         submitter.im_id, ctx.render("returned_to_submitter.txt.j2", draft=draft, reason=reason)
     )
-    ctx.reply("returned.txt.j2", draft=draft, name=submitter.name)
+    return submitter
 
 
-@router.command("不采用", aliases=("reject",), roles=COORDINATORS)
-async def reject_draft(ctx: Context, cmd: Command) -> None:
-    draft = await draft_arg(ctx, cmd)
-    reason = " ".join(cmd.words[1:]) or None
+async def reject_draft(ctx: Context, draft: Draft, reason: str | None = None) -> None:
+    """不采用; the submitter is told privately."""
     if draft.status not in (DraftStatus.submitted, DraftStatus.returned):
         raise Refusal("review_not_possible.txt.j2", draft=draft)
     draft.status = DraftStatus.rejected
@@ -69,37 +81,21 @@ async def reject_draft(ctx: Context, cmd: Command) -> None:
     ctx.tell(
         submitter.im_id, ctx.render("rejected_to_submitter.txt.j2", draft=draft, reason=reason)
     )
-    ctx.reply("rejected.txt.j2", draft=draft)
 
 
-@router.command("采用", aliases=("adopt",), roles=COORDINATORS)
-async def adopt_draft(ctx: Context, cmd: Command) -> None:
-    if len(cmd.words) < 2:
-        raise usage(ctx, "采用")
-    draft = await draft_arg(ctx, cmd)
-    rules = ctx.app.rules
-    outlet = rules.outlet(normalize(cmd.words[1]))
-    if outlet is None:
-        raise Refusal("outlet_unknown.txt.j2", word=cmd.words[1], outlets=rules.outlets)
-    form, issue, revoke = "full", None, False
-    for word in cmd.words[2:]:
-        if word in FORM_WORDS:
-            form = FORM_WORDS[word]
-        elif word in REVOKE_WORDS:
-            revoke = True
-        elif (m := _ISSUE.match(normalize(word))) is not None:
-            issue = m.group(1)
-        else:
-            raise Refusal("adopt_bad_word.txt.j2", word=word)
-    existing = await ctx.repo.reviews.active_adoption(draft.id, outlet.name)
-    if revoke:
-        await _revoke_adoption(ctx, draft, outlet.name, existing)
-        return
+async def adopt(
+    ctx: Context, draft: Draft, outlet: Outlet, form: str, issue: str | None = None
+) -> Recorded:
+    """Record an adoption of `draft` in `outlet` (one per outlet), its points from the rule
+    file and, at the first adoption, the topic and urgent bonuses; the unit's officers get
+    the group one-liner and a private detail."""
     _reviewable(draft)
+    existing = await ctx.repo.reviews.active_adoption(draft.id, outlet.name)
     if existing is not None:
         raise Refusal("adopt_duplicate.txt.j2", draft=draft, adoption=existing)
     if form not in outlet.points:
         raise Refusal("adopt_bad_form.txt.j2", outlet=outlet, form=form)
+    rules = ctx.app.rules
     first = not await ctx.repo.reviews.adoptions(draft.id)
     adoption = Adoption(
         draft_id=draft.id, unit_id=draft.unit_id, outlet=outlet.name, level=outlet.level, form=form,
@@ -120,12 +116,9 @@ async def adopt_draft(ctx: Context, cmd: Command) -> None:
     context = dict(
         draft=draft, unit=unit.name, adoption=adoption, points=points, bonuses=bonuses, total=total
     )
-    await _notify_unit(
-        ctx,
-        draft,
-        ctx.render("adopted_one_liner.txt.j2", **context),
-        ctx.render("adopted_detail.txt.j2", **context),
-    )
+    one_liner = ctx.render("adopted_one_liner.txt.j2", **context)
+    await _notify_unit(ctx, draft, one_liner, ctx.render("adopted_detail.txt.j2", **context))
+    return Recorded(adoption, points, one_liner)
 
 
 async def _first_adoption_bonuses(ctx: Context, draft: Draft) -> list[tuple[str, float]]:
@@ -161,9 +154,10 @@ async def _first_adoption_bonuses(ctx: Context, draft: Draft) -> list[tuple[str,
     return out
 
 
-async def _revoke_adoption(
-    ctx: Context, draft: Draft, outlet: str, adoption: Adoption | None
-) -> None:
+async def revoke_adoption(ctx: Context, draft: Draft, outlet: str) -> None:
+    """Revoke a wrong adoption entry (kept in history); its points are voided, and with
+    the last adoption gone the first-adoption bonuses too."""
+    adoption = await ctx.repo.reviews.active_adoption(draft.id, outlet)
     if adoption is None:
         raise Refusal("adopt_revoke_none.txt.j2", draft=draft, outlet=outlet)
     adoption.revoked_at, adoption.revoked_by = ctx.now, ctx.member.id
@@ -176,46 +170,34 @@ async def _revoke_adoption(
                 entry.void = True
         draft.status = DraftStatus.submitted
     await ctx.repo.drafts.record(draft, "adopt_revoked", ctx.member, ctx.now, outlet)
-    ctx.reply("adopt_revoked.txt.j2", draft=draft, outlet=outlet)
 
 
-@router.command("上报", aliases=("forward",), roles=COORDINATORS)
-async def forward_draft(ctx: Context, cmd: Command) -> None:
-    level = LEVEL_WORDS.get(cmd.words[1].removesuffix("办")) if len(cmd.words) >= 2 else None
-    if level not in (
-        "province",
-        "national",
-    ):  # forwarding goes to the province or the State Council
-        raise usage(ctx, "上报")
-    draft = await draft_arg(ctx, cmd)
+async def forward(ctx: Context, draft: Draft, level: str) -> float:
+    """Record forwarding to the province or the State Council office; returns its points."""
+    if level not in ("province", "national"):
+        raise ValueError(f"forwarding goes to the province or the State Council, not {level!r}")
     _reviewable(draft)
     if await ctx.repo.reviews.forward(draft.id, level) is not None:
         raise Refusal("forward_duplicate.txt.j2", draft=draft, level=level)
-    forward = Forward(
+    row = Forward(
         draft_id=draft.id, unit_id=draft.unit_id, level=level, at=ctx.now, by=ctx.member.id
     )
-    await ctx.repo.reviews.add(forward)
+    await ctx.repo.reviews.add(row)
     rules = ctx.app.rules
     points = rules.forwarded[level]
     ctx.repo.reviews.add_points(
-        draft.unit_id, draft.id, "forwarded", forward.id, points, rules.version, ctx.now
+        draft.unit_id, draft.id, "forwarded", row.id, points, rules.version, ctx.now
     )
     await ctx.repo.drafts.record(draft, "forward", ctx.member, ctx.now, level)
-    ctx.reply("forwarded.txt.j2", draft=draft, level=level, points=points)
+    return points
 
 
-@router.command("批示", aliases=("instruction",), roles=COORDINATORS)
-async def record_instruction(ctx: Context, cmd: Command) -> None:
-    if len(cmd.words) < 2:
-        raise usage(ctx, "批示")
-    draft = await draft_arg(ctx, cmd)
+async def instruct(
+    ctx: Context, draft: Draft, level: str, main: bool = False, note: str | None = None
+) -> Recorded:
+    """Record a leader's instruction (批示) on a draft; the first of each level earns points;
+    the unit's officers are told."""
     _reviewable(draft)
-    level = LEVEL_WORDS.get(cmd.words[1].removesuffix("领导").removesuffix("级"))
-    if level is None:
-        raise Refusal("instruction_bad_level.txt.j2", word=cmd.words[1])
-    rest = cmd.words[2:]
-    main = bool(rest) and rest[0] == "主要"
-    note = " ".join(rest[1:] if main else rest) or None
     first = level not in {i.level for i in await ctx.repo.reviews.instructions(draft.id)}
     instruction = Instruction(
         draft_id=draft.id,
@@ -235,17 +217,14 @@ async def record_instruction(ctx: Context, cmd: Command) -> None:
     await ctx.repo.drafts.record(draft, "instruction", ctx.member, ctx.now, note)
     unit = await ctx.repo.units.get(draft.unit_id)
     context = dict(draft=draft, unit=unit.name, instruction=instruction, points=points, first=first)
-    await _notify_unit(
-        ctx,
-        draft,
-        ctx.render("instruction_one_liner.txt.j2", **context),
-        ctx.render("instruction_detail.txt.j2", **context),
-    )
+    one_liner = ctx.render("instruction_one_liner.txt.j2", **context)
+    await _notify_unit(ctx, draft, one_liner, ctx.render("instruction_detail.txt.j2", **context))
+    return Recorded(instruction, points, one_liner)
 
 
-@router.command("迟报", aliases=("late",), roles=COORDINATORS)
-async def record_late(ctx: Context, cmd: Command) -> None:
-    draft = await draft_arg(ctx, cmd)
+async def record_late(ctx: Context, draft: Draft, note: str | None = None) -> float:
+    """Record late emergency reporting: `[penalty] urgent_late`, and the on-time bonus
+    voided; the submitter is told. Returns the penalty."""
     entries = await ctx.repo.reviews.points_entries(draft.id)
     if any(e.kind == "urgent_late" for e in entries):
         raise Refusal("late_duplicate.txt.j2", draft=draft)
@@ -256,11 +235,93 @@ async def record_late(ctx: Context, cmd: Command) -> None:
     ctx.repo.reviews.add_points(
         draft.unit_id, draft.id, "urgent_late", None, rules.urgent_late, rules.version, ctx.now
     )
-    note = " ".join(cmd.words[1:]) or None
     await ctx.repo.drafts.record(draft, "late", ctx.member, ctx.now, note)
     submitter = await ctx.repo.members.get(draft.submitter_id)
     ctx.tell(
         submitter.im_id,
         ctx.render("late_to_submitter.txt.j2", draft=draft, points=rules.urgent_late, note=note),
     )
-    ctx.reply("late_recorded.txt.j2", draft=draft, points=rules.urgent_late)
+    return rules.urgent_late
+
+
+# ------------------------------------------------------------------ chat commands
+
+
+def _confirm_privately(ctx: Context, recorded: Recorded) -> None:
+    """From private chat the coordinator gets the one-liner the group got."""
+    if not ctx.in_group:
+        ctx.reply_text(recorded.notice)
+
+
+@router.command("退回", aliases=("return",), roles=COORDINATORS)
+async def return_command(ctx: Context, cmd: Command) -> None:
+    draft = await draft_arg(ctx, cmd)
+    submitter = await return_draft(ctx, draft, " ".join(cmd.words[1:]) or cmd.body.strip())
+    ctx.reply("returned.txt.j2", draft=draft, name=submitter.name)
+
+
+@router.command("不采用", aliases=("reject",), roles=COORDINATORS)
+async def reject_command(ctx: Context, cmd: Command) -> None:
+    draft = await draft_arg(ctx, cmd)
+    await reject_draft(ctx, draft, " ".join(cmd.words[1:]) or None)
+    ctx.reply("rejected.txt.j2", draft=draft)
+
+
+@router.command("采用", aliases=("adopt",), roles=COORDINATORS)
+async def adopt_command(ctx: Context, cmd: Command) -> None:
+    if len(cmd.words) < 2:
+        raise usage(ctx, "采用")
+    draft = await draft_arg(ctx, cmd)
+    rules = ctx.app.rules
+    outlet = rules.outlet(normalize(cmd.words[1]))
+    if outlet is None:
+        raise Refusal("outlet_unknown.txt.j2", word=cmd.words[1], outlets=rules.outlets)
+    form, issue, revoke = "full", None, False
+    for word in cmd.words[2:]:
+        if word in FORM_WORDS:
+            form = FORM_WORDS[word]
+        elif word in REVOKE_WORDS:
+            revoke = True
+        elif (m := _ISSUE.match(normalize(word))) is not None:
+            issue = m.group(1)
+        else:
+            raise Refusal("adopt_bad_word.txt.j2", word=word)
+    if revoke:
+        await revoke_adoption(ctx, draft, outlet.name)
+        ctx.reply("adopt_revoked.txt.j2", draft=draft, outlet=outlet.name)
+        return
+    _confirm_privately(ctx, await adopt(ctx, draft, outlet, form, issue))
+
+
+@router.command("上报", aliases=("forward",), roles=COORDINATORS)
+async def forward_command(ctx: Context, cmd: Command) -> None:
+    level = LEVEL_WORDS.get(cmd.words[1].removesuffix("办")) if len(cmd.words) >= 2 else None
+    if level not in (
+        "province",
+        "national",
+    ):  # forwarding goes to the province or the State Council
+        raise usage(ctx, "上报")
+    draft = await draft_arg(ctx, cmd)
+    points = await forward(ctx, draft, level)
+    ctx.reply("forwarded.txt.j2", draft=draft, level=level, points=points)
+
+
+@router.command("批示", aliases=("instruction",), roles=COORDINATORS)
+async def instruct_command(ctx: Context, cmd: Command) -> None:
+    if len(cmd.words) < 2:
+        raise usage(ctx, "批示")
+    draft = await draft_arg(ctx, cmd)
+    level = LEVEL_WORDS.get(cmd.words[1].removesuffix("领导").removesuffix("级"))
+    if level is None:
+        raise Refusal("instruction_bad_level.txt.j2", word=cmd.words[1])
+    rest = cmd.words[2:]
+    main = bool(rest) and rest[0] == "主要"
+    note = " ".join(rest[1:] if main else rest) or None
+    _confirm_privately(ctx, await instruct(ctx, draft, level, main, note))
+
+
+@router.command("迟报", aliases=("late",), roles=COORDINATORS)
+async def late_command(ctx: Context, cmd: Command) -> None:
+    draft = await draft_arg(ctx, cmd)
+    points = await record_late(ctx, draft, " ".join(cmd.words[1:]) or None)
+    ctx.reply("late_recorded.txt.j2", draft=draft, points=points)

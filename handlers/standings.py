@@ -144,13 +144,19 @@ def last_complete(kind: str, now: datetime) -> st.Period:
     return st.previous(st.period_containing(kind, now))
 
 
-@router.command("通报", aliases=("report",), roles=COORDINATORS)
-async def post_report_now(ctx: Context, cmd: Command) -> None:
-    period = last_complete(period_word(ctx, cmd, "week"), ctx.now)
+async def post_report(ctx: Context, period: st.Period) -> None:
+    """Post the period's report to every configured group and record that it was posted,
+    so the schedule will not post it again."""
     text = await report_text(ctx.app, ctx.repo, period)
-    await ctx.repo.events.claim(report_key(period), ctx.now)  # the schedule will not post it again
+    await ctx.repo.events.claim(report_key(period), ctx.now)
     for group_id in sorted(ctx.app.groups):
         ctx.post(group_id, text)
+
+
+@router.command("通报", aliases=("report",), roles=COORDINATORS)
+async def post_report_command(ctx: Context, cmd: Command) -> None:
+    period = last_complete(period_word(ctx, cmd, "week"), ctx.now)
+    await post_report(ctx, period)
     if not ctx.in_group:
         ctx.reply("report_posted.txt.j2", period=period, groups=len(ctx.app.groups))
 
@@ -177,30 +183,28 @@ def next_report(app: BotApp, kind: str, after: datetime) -> tuple[datetime, st.P
     return app.posting.next_allowed(nominal), covered
 
 
-def ensure_report_jobs(app: BotApp) -> None:
+@router.on_startup
+async def ensure_report_jobs(app: BotApp) -> None:
     """At start-up: keep a pending report job (it may have been missed while down), or plan the next."""
     now = app.clock.now()
     for kind in USEFUL_FOR:
         when, covered = next_report(app, kind, now)
         app.scheduler.ensure(
-            f"report:{kind}", when, "handlers.standings:report_job", kind, covered.start.date().isoformat(),
+            f"report:{kind}", when, report_job, kind, covered.start.date().isoformat(),
             useful_until=when + USEFUL_FOR[kind],
         )  # fmt: skip
 
 
+@router.job
 async def report_job(app: BotApp, kind: str, period_start: str) -> None:
     """Scheduled job: post the report once (its key is written with the posts), plan the next."""
     period = st.period_containing(kind, datetime.fromisoformat(period_start))
-    async with app.db.transaction() as s:
-        repo = Repo(s)
-        if await repo.events.claim(report_key(period), app.clock.now()):
-            text = await report_text(app, repo, period)
-            for group_id in sorted(app.groups):
-                app.queue(repo, "group", group_id, text)
-    app.sender.wake()
+    async with app.acting(None) as ctx:
+        if await ctx.repo.events.claim(report_key(period), ctx.now):  # once, even if raced
+            await post_report(ctx, period)
     when, covered = next_report(app, kind, max(app.clock.now(), period.end))
     app.scheduler.at(
-        f"report:{kind}", when, "handlers.standings:report_job", kind, covered.start.date().isoformat(),
+        f"report:{kind}", when, report_job, kind, covered.start.date().isoformat(),
         useful_until=when + USEFUL_FOR[kind],
     )  # fmt: skip
 
@@ -208,15 +212,19 @@ async def report_job(app: BotApp, kind: str, period_start: str) -> None:
 # ------------------------------------------------------------------ /导出
 
 
-@router.command("导出", aliases=("export",), roles=COORDINATORS)
-async def export_now(ctx: Context, cmd: Command) -> None:
-    kind = period_word(ctx, cmd, "year")
+async def export_workbook(ctx: Context, kind: str) -> Path:
+    """The Excel workbook of the current `kind` period to date; returns its path."""
     period = st.period_containing(kind, ctx.now)
     end = min(period.end, ctx.now + timedelta(seconds=1))
     folder = ctx.app.config.files_path / "exports"
-    path = await export.write_workbook(
+    return await export.write_workbook(
         ctx.app.db, ctx.repo.session, ctx.app.config.bot.county, period.start, end, folder
     )
+
+
+@router.command("导出", aliases=("export",), roles=COORDINATORS)
+async def export_now(ctx: Context, cmd: Command) -> None:
+    path = await export_workbook(ctx, period_word(ctx, cmd, "year"))
     app, event = ctx.app, ctx.event
     ctx.reply("export_ready.txt.j2", name=path.name)
     ctx.after_commit.append(

@@ -24,6 +24,7 @@ from bot.clock import Clock
 from bot.config import build
 from bot.onebot import sign
 from bot.server import make_web_app
+from handlers import ROUTERS
 from storage.models import Draft, Outbox, ProcessedEvent
 
 FIXTURES = Path(__file__).parent / "fixtures" / "onebot"
@@ -279,7 +280,7 @@ async def start_harness(
 ) -> tuple[Harness, TestServer]:
     overrides.setdefault("onebot__api_url", fake.url)
     config = make_config(tmp_path, **overrides)
-    bot = BotApp(config, clock=Clock(config.tz, frozen_at=start))
+    bot = BotApp(config, ROUTERS, clock=Clock(config.tz, frozen_at=start))
     server = TestServer(make_web_app(bot))
     await server.start_server()
     client = aiohttp.ClientSession()

@@ -10,6 +10,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import func, select
 
 from bot.server import BOT_KEY
+from handlers import ROUTERS
 from storage.models import Draft, Member, Role, Topic, Unit
 
 from .test_files import make_docx
@@ -18,7 +19,7 @@ from .test_files import make_docx
 async def test_demo_seed_upload_and_fast_forward(tmp_path):
     from bot.sandbox import SANDBOX_KEY, make_demo_app
 
-    app = make_demo_app(tmp_path / "demo.db", "127.0.0.1", 0)
+    app = make_demo_app(tmp_path / "demo.db", "127.0.0.1", 0, ROUTERS)
     async with TestClient(TestServer(app)) as client:
         bot = app[BOT_KEY]
         async with bot.db.reader() as s:
@@ -60,7 +61,7 @@ async def test_demo_seed_upload_and_fast_forward(tmp_path):
 async def test_demo_fast_forward_reaches_the_quota_reminder(tmp_path):
     from bot.sandbox import make_demo_app
 
-    app = make_demo_app(tmp_path / "demo.db", "127.0.0.1", 0)
+    app = make_demo_app(tmp_path / "demo.db", "127.0.0.1", 0, ROUTERS)
     async with TestClient(TestServer(app)) as client:
         texts: list[str] = []
         for _ in range(8):  # weekly report, topic reminders ... up to the 25th's quota reminder

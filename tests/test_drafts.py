@@ -8,7 +8,7 @@ from sqlalchemy import select
 
 from storage.models import CollectSession, Draft, DraftEvent, DraftStatus
 
-from .conftest import COORDINATOR, GROUP, fixture
+from .conftest import COORDINATOR, GROUP, fixture, populate, start_harness
 
 
 async def test_officer_submits_draft_from_array_fixture(group):
@@ -212,3 +212,27 @@ async def test_history_row_written_with_submission(group):
         events = (await s.execute(select(DraftEvent))).scalars().all()
         draft = (await s.execute(select(Draft))).scalar_one()
     assert [(e.action, e.draft_id) for e in events] == [("submit", draft.id)]
+
+
+async def test_collecting_survives_a_restart(tmp_path, fake_onebot):
+    """The open conversation lives in memory for speed; the drafts router restores it at start."""
+    harness, server = await start_harness(tmp_path, fake_onebot)
+    await populate(harness)
+    await harness.say(10020, "/报送 跨重启的长稿件")
+    await harness.say(10020, "重启前的一段。")
+    await harness.close()
+    await server.close()
+
+    harness, server = await start_harness(tmp_path, fake_onebot)
+    try:
+        assert harness.bot.conversations == {("group", GROUP, 10020): "drafts"}
+        for text in ("重启后的一段。", "/完成"):  # not ordinary chat: it is collected
+            event = harness.message_event(10020, text)
+            event["message_id"] += 10_000  # the new harness counts message ids from 1000 again
+            await harness.post_event(event)
+        [draft] = await harness.drafts()
+        assert (draft.title, draft.body) == ("跨重启的长稿件", "重启前的一段。\n重启后的一段。")
+        assert harness.bot.conversations == {}
+    finally:
+        await harness.close()
+        await server.close()

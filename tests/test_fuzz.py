@@ -10,13 +10,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bot.onebot import EventError, Segment, parse_event, sign
-from bot.router import CommandTable
+from bot.router import Registry
 from bot.timeparse import DeadlineError, parse_deadline
 from handlers import ROUTERS
 
 from .conftest import GROUP, SECRET, SELF_ID
 
-TABLE = CommandTable(ROUTERS)
+TABLE = Registry(ROUTERS)
 NOW = datetime(2026, 11, 23, 10, 0)
 
 weird_text = st.one_of(

@@ -13,12 +13,12 @@ from bot.onebot import (
     parse_message,
     to_cq_string,
 )
-from bot.router import CommandTable
+from bot.router import Registry
 from handlers import ROUTERS
 
 from .conftest import SELF_ID, fixture
 
-TABLE = CommandTable(ROUTERS)
+TABLE = Registry(ROUTERS)
 
 
 def test_cq_string_unescapes_text_and_params():

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import pytest
 
-from bot.router import CommandTable
+from bot.router import Registry
 from handlers import ROUTERS
 from storage.models import Role
 
 from .conftest import COORDINATOR
 
 PERSONAS = {Role.stranger: 10099, Role.officer: 10020, Role.coordinator: COORDINATOR}
-TABLE = CommandTable(ROUTERS)
+TABLE = Registry(ROUTERS)
 
 
 def test_permission_table_is_complete():

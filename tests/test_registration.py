@@ -156,11 +156,11 @@ async def test_help_is_filtered_by_role(group):
 
 
 def test_every_command_has_help_text():
-    from bot.router import CommandTable
+    from bot.router import Registry
     from handlers import ROUTERS
 
     info = tomllib.loads((TEMPLATE_DIR / "commands.toml").read_text(encoding="utf-8"))
-    for spec in CommandTable(ROUTERS).specs:
+    for spec in Registry(ROUTERS).specs:
         assert spec.name in info, spec.name
         assert info[spec.name]["usage"].startswith("/" + spec.name)
         assert info[spec.name]["summary"]

@@ -9,6 +9,7 @@ import pytest
 from aiohttp import web
 
 from bot.sandbox import make_demo_app
+from handlers import ROUTERS
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = [
@@ -36,7 +37,7 @@ def free_port() -> int:
 @pytest.fixture
 async def demo_site(tmp_path):
     port = free_port()
-    app = make_demo_app(tmp_path / "demo.db", "127.0.0.1", port)
+    app = make_demo_app(tmp_path / "demo.db", "127.0.0.1", port, ROUTERS)
     runner = web.AppRunner(app)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", port)

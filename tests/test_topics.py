@@ -7,7 +7,6 @@ from datetime import datetime
 
 from sqlalchemy import select, update
 
-from bot.scheduler import resolve
 from storage.models import ReminderLog, Topic, TopicClaim, Unit
 
 from .conftest import COORDINATOR, GROUP, fixture, populate, start_harness
@@ -254,7 +253,7 @@ async def test_restart_between_scheduling_and_firing_fires_once(tmp_path, fake_o
         await harness.bot.scheduler.run_due()
         assert len(harness.replies()) == 1  # never twice
         for target in harness.bot.scheduler.targets():
-            assert callable(resolve(target))  # every stored job still resolves
+            assert target in harness.bot.registry.jobs  # every stored job still resolves
         assert set(jobs(harness)) == {"topic:1:2h", "topic:1:close"}
     finally:
         await harness.close()
@@ -275,3 +274,26 @@ async def test_units_missing_a_topic_at_the_deadline_get_the_penalty_row(group):
     assert [(units[u], k, p) for u, k, p in rows] == [
         ("经信局", "topic_missed", 0.0)
     ]  # default rule: 0
+
+
+async def test_start_up_gives_every_open_topic_its_jobs(tmp_path, fake_onebot):
+    """The topics router's start-up hook schedules what an open topic lacks (a topic
+    seeded into the database, as the demo does, or jobs lost with an old job store)."""
+    harness, server = await start_harness(tmp_path, fake_onebot)
+    await populate(harness)
+    await harness.say(COORDINATOR, "/约稿 冬季安全生产 截止11月30日17时 对象 城关镇")
+    await harness.say(COORDINATOR, "/约稿 已结束的约稿 截止11月30日17时 对象 城关镇")
+    await harness.say(COORDINATOR, "/结束约稿 Y2")
+    harness.bot.scheduler.cancel("topic:")
+    await harness.close()
+    await server.close()
+
+    harness, server = await start_harness(tmp_path, fake_onebot)
+    try:
+        assert set(jobs(harness)) == {"topic:1:24h", "topic:1:2h", "topic:1:close"}
+        fake_onebot.clear()
+        await harness.advance_to(jobs(harness)["topic:1:24h"])
+        assert "【约稿提醒】Y1" in harness.last_reply()
+    finally:
+        await harness.close()
+        await server.close()
