@@ -1,11 +1,15 @@
-"""The `xinxibot` command: init, run, demo, db upgrade."""
+"""The `xinxibot` command: init, doctor, run, demo, backup, db upgrade and the rest."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import logging
+import os
+import socket
 import sys
+from datetime import datetime
 from pathlib import Path
 
 from aiohttp import web
@@ -20,10 +24,14 @@ def say(what: str, **context) -> None:
     print(Renderer().text("cli.txt.j2", what=what, **context))
 
 
-def _load_config(path: str | None) -> Config:
+def _config_path(path: str | None) -> Path | None:
     if path is None and DEFAULT_CONFIG.exists():
-        path = str(DEFAULT_CONFIG)
-    return load(Path(path) if path else None)
+        return DEFAULT_CONFIG
+    return Path(path) if path else None
+
+
+def _load_config(path: str | None) -> Config:
+    return load(_config_path(path))
 
 
 def cmd_init(args: argparse.Namespace) -> int:
@@ -36,22 +44,74 @@ def cmd_init(args: argparse.Namespace) -> int:
     return 0
 
 
+LISTEN_FAILURES = {errno.EADDRINUSE: "in_use", errno.EACCES: "no_permission"}
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """The server socket, bound before anything says the bot has started."""
+    host = host.strip("[]")
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    return socket.create_server((host, port), family=family, backlog=128)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from .app import BotApp
+    from .doctor import placeholders
     from .server import make_web_app
 
     config = _load_config(args.config)
+    left = placeholders(config)
+    if left:
+        say("run_placeholders", **left)
+        return 2
     bot = BotApp(config)
     host, port = config.host_port
-    say("run_start", host=host, port=port)
+    try:
+        sock = _listen(host, port)
+    except OSError as exc:
+        reason = "bad_address" if isinstance(exc, socket.gaierror) else "other"
+        say("listen_failed", host=host, port=port, reason=LISTEN_FAILURES.get(exc.errno, reason))
+        return 1
+    port = sock.getsockname()[1]
     web.run_app(
         make_web_app(bot),
-        host=host,
-        port=port,
-        print=None,
+        sock=sock,
+        # aiohttp calls `print` once the site accepts connections (after the bot started)
+        print=lambda _message: say("run_start", host=host, port=port),
         handle_signals=True,
         shutdown_timeout=10,
     )
+    return 0
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from .doctor import diagnose
+
+    checks = asyncio.run(diagnose(_config_path(args.config)))
+    print(Renderer().text("doctor.txt.j2", checks=checks))
+    return 1 if any(c.outcome == "fail" for c in checks) else 0
+
+
+def cmd_backup(args: argparse.Namespace) -> int:
+    from storage.backup import BackupFailed, backup_sqlite, sqlite_path
+
+    config = _load_config(args.config)
+    source = sqlite_path(database_url(config))
+    if source is None:
+        say("backup_not_sqlite")
+        return 1
+    if not source.exists():
+        say("backup_no_database", path=source)
+        return 1
+    target = Path(args.path)
+    if target.is_dir() or args.path.endswith(("/", os.sep)):
+        target = target / f"xinxibot-{datetime.now(config.tz):%Y%m%d-%H%M%S}.db"
+    try:
+        size = backup_sqlite(source, target)
+    except BackupFailed:
+        say("backup_failed", path=source)
+        return 1
+    say("backup_done", source=source, path=target, mb=round(size / 1_048_576, 1))
     return 0
 
 
@@ -245,6 +305,10 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--force", action="store_true", help="overwrite an existing file")
     s.set_defaults(func=cmd_init)
 
+    s = sub.add_parser("doctor", help="check the config, OneBot API, groups, database, calendar")
+    s.add_argument("--config", help="config file (default: ./xinxibot.toml if present)")
+    s.set_defaults(func=cmd_doctor)
+
     s = sub.add_parser("run", help="run the bot (OneBot v11 HTTP POST / reverse WebSocket)")
     s.add_argument("--config", help="config file (default: ./xinxibot.toml if present)")
     s.set_defaults(func=cmd_run)
@@ -299,6 +363,11 @@ def parser() -> argparse.ArgumentParser:
     u.add_argument("--out", default="单位导入模板.xlsx")
     u.set_defaults(func=cmd_units_template)
 
+    s = sub.add_parser("backup", help="copy the SQLite database safely while the bot runs")
+    s.add_argument("path", help="backup file, or a folder for a dated file in it")
+    s.add_argument("--config")
+    s.set_defaults(func=cmd_backup)
+
     s = sub.add_parser("db", help="database maintenance")
     db_sub = s.add_subparsers(dest="db_command", required=True)
     u = db_sub.add_parser("upgrade", help="apply schema migrations")
@@ -317,7 +386,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except ConfigError as exc:
-        say("config_error", key=exc.key, problem=exc.problem, allowed=exc.allowed, value=exc.value)
+        say("config_error", key=exc.key, problem=exc.problem, allowed=exc.allowed, value=exc.value,
+            choices=exc.choices, source=exc.source)  # fmt: skip
         return 2
 
 
