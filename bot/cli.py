@@ -14,7 +14,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from .config import Config, ConfigError, database_url, load
+from .config import Config, ConfigError, database_url, load, read_toml
 from .render import TEMPLATE_DIR, Renderer
 
 DEFAULT_CONFIG = Path("xinxibot.toml")
@@ -295,22 +295,21 @@ def cmd_units_template(args: argparse.Namespace) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="xinxibot", description="政务信息工作机器人 (county government information bot)"
-    )
+    h = read_toml(TEMPLATE_DIR / "cli_help.toml")
+    p = argparse.ArgumentParser(prog="xinxibot", description=h["xinxibot"])
     sub = p.add_subparsers(dest="command", required=True)
 
-    s = sub.add_parser("init", help="write a commented xinxibot.toml")
-    s.add_argument("--path", default=str(DEFAULT_CONFIG))
-    s.add_argument("--force", action="store_true", help="overwrite an existing file")
+    s = sub.add_parser("init", help=h["init"])
+    s.add_argument("--path", default=str(DEFAULT_CONFIG), help=h["init --path"])
+    s.add_argument("--force", action="store_true", help=h["init --force"])
     s.set_defaults(func=cmd_init)
 
-    s = sub.add_parser("doctor", help="check the config, OneBot API, groups, database, calendar")
-    s.add_argument("--config", help="config file (default: ./xinxibot.toml if present)")
+    s = sub.add_parser("doctor", help=h["doctor"])
+    s.add_argument("--config", help=h["--config"])
     s.set_defaults(func=cmd_doctor)
 
-    s = sub.add_parser("run", help="run the bot (OneBot v11 HTTP POST / reverse WebSocket)")
-    s.add_argument("--config", help="config file (default: ./xinxibot.toml if present)")
+    s = sub.add_parser("run", help=h["run"])
+    s.add_argument("--config", help=h["--config"])
     s.set_defaults(func=cmd_run)
 
     s = sub.add_parser("demo", help="demo county on SQLite with the sandbox page")
@@ -320,58 +319,52 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--fresh", action="store_true", help="start from a new demo database")
     s.set_defaults(func=cmd_demo)
 
-    s = sub.add_parser(
-        "rescore", help="recompute points under the current rule file and print what changed"
-    )
-    s.add_argument(
-        "--from", dest="from_date", required=True, help="first date to recompute, YYYY-MM-DD"
-    )
-    s.add_argument("--dry-run", action="store_true", help="print the changes without saving them")
-    s.add_argument("--config")
+    s = sub.add_parser("rescore", help=h["rescore"])
+    s.add_argument("--from", dest="from_date", required=True, help=h["rescore --from"])
+    s.add_argument("--dry-run", action="store_true", help=h["rescore --dry-run"])
+    s.add_argument("--config", help=h["--config"])
     s.set_defaults(func=cmd_rescore)
 
-    s = sub.add_parser("export", help="Excel workbook of standings and drafts")
-    s.add_argument("--period", choices=sorted(PERIODS), default="month")
-    s.add_argument("--date", help="a day in the period (default: today)")
-    s.add_argument("--out", required=True, help="output .xlsx path")
-    s.add_argument("--config")
+    s = sub.add_parser("export", help=h["export"])
+    s.add_argument("--period", choices=sorted(PERIODS), default="month", help=h["export --period"])
+    s.add_argument("--date", help=h["export --date"])
+    s.add_argument("--out", required=True, help=h["export --out"])
+    s.add_argument("--config", help=h["--config"])
     s.set_defaults(func=cmd_export)
 
-    s = sub.add_parser("standings", help="print the ranking of the current period")
-    s.add_argument("--period", choices=sorted(PERIODS), default="year")
-    s.add_argument("--config")
+    s = sub.add_parser("standings", help=h["standings"])
+    s.add_argument(
+        "--period", choices=sorted(PERIODS), default="year", help=h["standings --period"]
+    )
+    s.add_argument("--config", help=h["--config"])
     s.set_defaults(func=cmd_standings)
 
-    s = sub.add_parser("outbox", help="list messages that are pending, failed, unknown or dropped")
-    s.add_argument("--all", action="store_true", help="include sent messages")
-    s.add_argument("--limit", type=int, default=50)
-    s.add_argument("--config")
+    s = sub.add_parser("outbox", help=h["outbox"])
+    s.add_argument("--all", action="store_true", help=h["outbox --all"])
+    s.add_argument("--limit", type=int, default=50, help=h["outbox --limit"])
+    s.add_argument("--config", help=h["--config"])
     s.set_defaults(func=cmd_outbox)
 
-    s = sub.add_parser("units", help="import units, officers and quotas from a sheet")
+    s = sub.add_parser("units", help=h["units"])
     units_sub = s.add_subparsers(dest="units_command", required=True)
-    u = units_sub.add_parser("import", help="import FILE.xlsx or FILE.csv")
-    u.add_argument("file")
-    u.add_argument(
-        "--skip-bad", action="store_true", help="import the good rows even if some rows are bad"
-    )
-    u.add_argument("--config")
+    u = units_sub.add_parser("import", help=h["units import"])
+    u.add_argument("file", help=h["units import file"])
+    u.add_argument("--skip-bad", action="store_true", help=h["units import --skip-bad"])
+    u.add_argument("--config", help=h["--config"])
     u.set_defaults(func=cmd_units_import)
-    u = units_sub.add_parser(
-        "template", help="write an empty import sheet with the expected headers"
-    )
-    u.add_argument("--out", default="单位导入模板.xlsx")
+    u = units_sub.add_parser("template", help=h["units template"])
+    u.add_argument("--out", default="单位导入模板.xlsx", help=h["units template --out"])
     u.set_defaults(func=cmd_units_template)
 
-    s = sub.add_parser("backup", help="copy the SQLite database safely while the bot runs")
-    s.add_argument("path", help="backup file, or a folder for a dated file in it")
-    s.add_argument("--config")
+    s = sub.add_parser("backup", help=h["backup"])
+    s.add_argument("path", help=h["backup path"])
+    s.add_argument("--config", help=h["--config"])
     s.set_defaults(func=cmd_backup)
 
-    s = sub.add_parser("db", help="database maintenance")
+    s = sub.add_parser("db", help=h["db"])
     db_sub = s.add_subparsers(dest="db_command", required=True)
-    u = db_sub.add_parser("upgrade", help="apply schema migrations")
-    u.add_argument("--config")
+    u = db_sub.add_parser("upgrade", help=h["db upgrade"])
+    u.add_argument("--config", help=h["--config"])
     u.set_defaults(func=cmd_db_upgrade)
     return p
 

@@ -291,3 +291,24 @@ def test_rule_file_syntax_error_and_missing_file_are_wholly_chinese(tmp_path):
         f"积分规则文件 {broken} 格式有误：第1行第16列附近，请检查该处的等号、引号、括号和逗号。",
         f"无法读取积分规则文件 {tmp_path / 'none.toml'}：文件不存在。",
     ]
+
+
+def test_cli_help_comes_from_the_template_and_is_chinese():
+    import argparse
+
+    from bot.cli import parser
+
+    def helps(p: argparse.ArgumentParser) -> set[str]:
+        found = {p.description} if p.description else set()
+        for action in p._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for choice in action._choices_actions:
+                    if choice.dest != "demo":  # the demo's options belong to the sandbox work
+                        found |= {choice.help} | helps(action.choices[choice.dest])
+            elif action.help and action.dest != "help":
+                found.add(action.help)
+        return found
+
+    template = tomllib.loads((TEMPLATE_DIR / "cli_help.toml").read_text(encoding="utf-8"))
+    assert helps(parser()) == set(template.values())
+    assert all(re.search(r"[\u4e00-\u9fff]", text) for text in template.values())
