@@ -344,7 +344,7 @@ def read_toml(path: Path, error: type[ConfigError] = ConfigError) -> dict[str, A
     """A TOML file's contents; `error` names the file when it is unreadable or invalid.
 
     A syntax error carries its (line, column), or None at the end of the file:
-    tomllib's English description is left to the log."""
+    tomllib's English description is not shown."""
     try:
         return tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
