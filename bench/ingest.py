@@ -130,7 +130,7 @@ def start_xinxibot(workdir: Path, api_url: str, rate_per_minute: int) -> Server:
     config = workdir / "xinxibot.toml"
     config.write_text(
         f'[bot]\ndatabase = "sqlite+aiosqlite:///{workdir / "xinxibot.db"}"\nlisten = "127.0.0.1:{port}"\n'
-        f'coordinators = ["10001"]\n\n[onebot]\ngroups = [{GROUP}]\napi_url = "{api_url}"\n'
+        f'coordinators = ["10002"]\n\n[onebot]\ngroups = [{GROUP}]\napi_url = "{api_url}"\n'
         f'secret = "{SECRET}"\nrate_per_minute = {rate_per_minute}\n\n'
         '[schedule]\nquiet_hours = ""\n\n[limits]\ndrafts_per_hour = 1000000\n',
         encoding="utf-8",

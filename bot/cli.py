@@ -1,4 +1,4 @@
-"""The `xinxibot` command: init, run, demo, db upgrade.
+"""The `xinxibot` command: init, doctor, run, demo, backup, db upgrade and the rest.
 
 The composition root: the one module of bot/ that imports the workflows
 (handlers.ROUTERS) and hands them to BotApp."""
@@ -7,13 +7,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import logging
+import os
+import socket
 import sys
+from datetime import datetime
 from pathlib import Path
 
 from aiohttp import web
 
-from .config import Config, ConfigError, database_url, load
+from .config import Config, ConfigError, database_url, load, read_toml
 from .render import TEMPLATE_DIR, Renderer
 
 DEFAULT_CONFIG = Path("xinxibot.toml")
@@ -23,10 +27,14 @@ def say(what: str, **context) -> None:
     print(Renderer().text("cli.txt.j2", what=what, **context))
 
 
-def _load_config(path: str | None) -> Config:
+def _config_path(path: str | None) -> Path | None:
     if path is None and DEFAULT_CONFIG.exists():
-        path = str(DEFAULT_CONFIG)
-    return load(Path(path) if path else None)
+        return DEFAULT_CONFIG
+    return Path(path) if path else None
+
+
+def _load_config(path: str | None) -> Config:
+    return load(_config_path(path))
 
 
 def cmd_init(args: argparse.Namespace) -> int:
@@ -39,24 +47,76 @@ def cmd_init(args: argparse.Namespace) -> int:
     return 0
 
 
+LISTEN_FAILURES = {errno.EADDRINUSE: "in_use", errno.EACCES: "no_permission"}
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """The server socket, bound before anything says the bot has started."""
+    host = host.strip("[]")
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    return socket.create_server((host, port), family=family, backlog=128)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from handlers import ROUTERS
 
     from .app import BotApp
+    from .doctor import placeholders
     from .server import make_web_app
 
     config = _load_config(args.config)
+    left = placeholders(config)
+    if left:
+        say("run_placeholders", **left)
+        return 2
     bot = BotApp(config, ROUTERS)
     host, port = config.host_port
-    say("run_start", host=host, port=port)
+    try:
+        sock = _listen(host, port)
+    except OSError as exc:
+        reason = "bad_address" if isinstance(exc, socket.gaierror) else "other"
+        say("listen_failed", host=host, port=port, reason=LISTEN_FAILURES.get(exc.errno, reason))
+        return 1
+    port = sock.getsockname()[1]
     web.run_app(
         make_web_app(bot),
-        host=host,
-        port=port,
-        print=None,
+        sock=sock,
+        # aiohttp calls `print` once the site accepts connections (after the bot started)
+        print=lambda _message: say("run_start", host=host, port=port),
         handle_signals=True,
         shutdown_timeout=10,
     )
+    return 0
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from .doctor import diagnose
+
+    checks = asyncio.run(diagnose(_config_path(args.config)))
+    print(Renderer().text("doctor.txt.j2", checks=checks))
+    return 1 if any(c.outcome == "fail" for c in checks) else 0
+
+
+def cmd_backup(args: argparse.Namespace) -> int:
+    from storage.backup import BackupFailed, backup_sqlite, sqlite_path
+
+    config = _load_config(args.config)
+    source = sqlite_path(database_url(config))
+    if source is None:
+        say("backup_not_sqlite")
+        return 1
+    if not source.exists():
+        say("backup_no_database", path=source)
+        return 1
+    target = Path(args.path)
+    if target.is_dir() or args.path.endswith(("/", os.sep)):
+        target = target / f"xinxibot-{datetime.now(config.tz):%Y%m%d-%H%M%S}.db"
+    try:
+        size = backup_sqlite(source, target)
+    except BackupFailed:
+        say("backup_failed", path=source)
+        return 1
+    say("backup_done", source=source, path=target, mb=round(size / 1_048_576, 1))
     return 0
 
 
@@ -243,18 +303,21 @@ def cmd_units_template(args: argparse.Namespace) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="xinxibot", description="政务信息工作机器人 (county government information bot)"
-    )
+    h = read_toml(TEMPLATE_DIR / "cli_help.toml")
+    p = argparse.ArgumentParser(prog="xinxibot", description=h["xinxibot"])
     sub = p.add_subparsers(dest="command", required=True)
 
-    s = sub.add_parser("init", help="write a commented xinxibot.toml")
-    s.add_argument("--path", default=str(DEFAULT_CONFIG))
-    s.add_argument("--force", action="store_true", help="overwrite an existing file")
+    s = sub.add_parser("init", help=h["init"])
+    s.add_argument("--path", default=str(DEFAULT_CONFIG), help=h["init --path"])
+    s.add_argument("--force", action="store_true", help=h["init --force"])
     s.set_defaults(func=cmd_init)
 
-    s = sub.add_parser("run", help="run the bot (OneBot v11 HTTP POST / reverse WebSocket)")
-    s.add_argument("--config", help="config file (default: ./xinxibot.toml if present)")
+    s = sub.add_parser("doctor", help=h["doctor"])
+    s.add_argument("--config", help=h["--config"])
+    s.set_defaults(func=cmd_doctor)
+
+    s = sub.add_parser("run", help=h["run"])
+    s.add_argument("--config", help=h["--config"])
     s.set_defaults(func=cmd_run)
 
     s = sub.add_parser("demo", help="demo county on SQLite with the sandbox page")
@@ -264,53 +327,52 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--fresh", action="store_true", help="start from a new demo database")
     s.set_defaults(func=cmd_demo)
 
-    s = sub.add_parser(
-        "rescore", help="recompute points under the current rule file and print what changed"
-    )
-    s.add_argument(
-        "--from", dest="from_date", required=True, help="first date to recompute, YYYY-MM-DD"
-    )
-    s.add_argument("--dry-run", action="store_true", help="print the changes without saving them")
-    s.add_argument("--config")
+    s = sub.add_parser("rescore", help=h["rescore"])
+    s.add_argument("--from", dest="from_date", required=True, help=h["rescore --from"])
+    s.add_argument("--dry-run", action="store_true", help=h["rescore --dry-run"])
+    s.add_argument("--config", help=h["--config"])
     s.set_defaults(func=cmd_rescore)
 
-    s = sub.add_parser("export", help="Excel workbook of standings and drafts")
-    s.add_argument("--period", choices=sorted(PERIODS), default="month")
-    s.add_argument("--date", help="a day in the period (default: today)")
-    s.add_argument("--out", required=True, help="output .xlsx path")
-    s.add_argument("--config")
+    s = sub.add_parser("export", help=h["export"])
+    s.add_argument("--period", choices=sorted(PERIODS), default="month", help=h["export --period"])
+    s.add_argument("--date", help=h["export --date"])
+    s.add_argument("--out", required=True, help=h["export --out"])
+    s.add_argument("--config", help=h["--config"])
     s.set_defaults(func=cmd_export)
 
-    s = sub.add_parser("standings", help="print the ranking of the current period")
-    s.add_argument("--period", choices=sorted(PERIODS), default="year")
-    s.add_argument("--config")
+    s = sub.add_parser("standings", help=h["standings"])
+    s.add_argument(
+        "--period", choices=sorted(PERIODS), default="year", help=h["standings --period"]
+    )
+    s.add_argument("--config", help=h["--config"])
     s.set_defaults(func=cmd_standings)
 
-    s = sub.add_parser("outbox", help="list messages that are pending, failed, unknown or dropped")
-    s.add_argument("--all", action="store_true", help="include sent messages")
-    s.add_argument("--limit", type=int, default=50)
-    s.add_argument("--config")
+    s = sub.add_parser("outbox", help=h["outbox"])
+    s.add_argument("--all", action="store_true", help=h["outbox --all"])
+    s.add_argument("--limit", type=int, default=50, help=h["outbox --limit"])
+    s.add_argument("--config", help=h["--config"])
     s.set_defaults(func=cmd_outbox)
 
-    s = sub.add_parser("units", help="import units, officers and quotas from a sheet")
+    s = sub.add_parser("units", help=h["units"])
     units_sub = s.add_subparsers(dest="units_command", required=True)
-    u = units_sub.add_parser("import", help="import FILE.xlsx or FILE.csv")
-    u.add_argument("file")
-    u.add_argument(
-        "--skip-bad", action="store_true", help="import the good rows even if some rows are bad"
-    )
-    u.add_argument("--config")
+    u = units_sub.add_parser("import", help=h["units import"])
+    u.add_argument("file", help=h["units import file"])
+    u.add_argument("--skip-bad", action="store_true", help=h["units import --skip-bad"])
+    u.add_argument("--config", help=h["--config"])
     u.set_defaults(func=cmd_units_import)
-    u = units_sub.add_parser(
-        "template", help="write an empty import sheet with the expected headers"
-    )
-    u.add_argument("--out", default="单位导入模板.xlsx")
+    u = units_sub.add_parser("template", help=h["units template"])
+    u.add_argument("--out", default="单位导入模板.xlsx", help=h["units template --out"])
     u.set_defaults(func=cmd_units_template)
 
-    s = sub.add_parser("db", help="database maintenance")
+    s = sub.add_parser("backup", help=h["backup"])
+    s.add_argument("path", help=h["backup path"])
+    s.add_argument("--config", help=h["--config"])
+    s.set_defaults(func=cmd_backup)
+
+    s = sub.add_parser("db", help=h["db"])
     db_sub = s.add_subparsers(dest="db_command", required=True)
-    u = db_sub.add_parser("upgrade", help="apply schema migrations")
-    u.add_argument("--config")
+    u = db_sub.add_parser("upgrade", help=h["db upgrade"])
+    u.add_argument("--config", help=h["--config"])
     u.set_defaults(func=cmd_db_upgrade)
     return p
 
@@ -325,7 +387,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except ConfigError as exc:
-        say("config_error", key=exc.key, problem=exc.problem, allowed=exc.allowed, value=exc.value)
+        say("config_error", key=exc.key, problem=exc.problem, allowed=exc.allowed, value=exc.value,
+            choices=exc.choices, source=exc.source)  # fmt: skip
         return 2
 
 

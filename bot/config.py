@@ -2,17 +2,19 @@
 
 Each section is a dataclass; the field type drives parsing of environment
 values and validation. A wrong key or value raises ConfigError naming the key
-and what is allowed; the CLI renders it from a template and stops.
+and what is allowed, as codes; the CLI renders them from templates (labels.toml
+[ALLOWED]) and stops, so no English reaches the deployer.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import errno
 import json
 import os
 import re
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -25,16 +27,28 @@ ENV_PREFIX = "XINXIBOT_"
 class ConfigError(Exception):
     """A config key with a bad value, or an unknown key.
 
-    `problem` is a code the template turns into a sentence:
-    unknown_section, unknown_key, bad_type, bad_value.
+    `problem` is a code templates/config_error.txt.j2 turns into a sentence:
+    unknown_section, unknown_key, missing, bad_type, bad_value, bad_toml, unreadable.
+    `allowed` is a code of templates/labels.toml [ALLOWED] (for unreadable: of
+    [UNREADABLE]); `choices` are key names or values, shown as they are.
     """
 
-    def __init__(self, key: str, problem: str, allowed: str = "", value: Any = None) -> None:
-        super().__init__(f"{key}: {problem} (allowed: {allowed}; got {value!r})")
+    source = "config"  # which file the template names
+
+    def __init__(
+        self,
+        key: str,
+        problem: str,
+        allowed: str = "",
+        value: Any = None,
+        choices: Sequence[str] = (),
+    ) -> None:
+        super().__init__(f"{key}: {problem} (allowed: {allowed} {list(choices)}; got {value!r})")
         self.key = key
         self.problem = problem
         self.allowed = allowed
         self.value = value
+        self.choices = tuple(choices)
 
 
 def _check(ok: bool, allowed: str) -> str | None:
@@ -49,7 +63,7 @@ def _valid_timezone(v: str) -> str | None:
     try:
         ZoneInfo(v)
     except (ZoneInfoNotFoundError, ValueError):
-        return "an IANA time zone such as Asia/Shanghai"
+        return "timezone"
     return None
 
 
@@ -57,33 +71,31 @@ def _valid_listen(v: str) -> str | None:
     host, _, port = v.rpartition(":")
     return _check(
         bool(host) and port.isdigit() and int(port) < 65536,
-        "host:port, e.g. 127.0.0.1:8080 (port 0: any free port)",
+        "listen",
     )
 
 
 def _valid_database(v: str) -> str | None:
     return _check(
         v.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")),
-        "sqlite+aiosqlite:///FILE or postgresql+asyncpg://USER@HOST/DB",
+        "database",
     )
 
 
 def _valid_url_or_empty(v: str) -> str | None:
     return _check(
         v == "" or re.match(r"^(https?|wss?)://", v) is not None,
-        "empty or an http(s):// / ws(s):// URL",
+        "url_or_empty",
     )
 
 
 def _valid_user_ids(v: list[str]) -> str | None:
-    return _check(
-        all(s.isdigit() for s in v), 'a list of numeric IM user ids as strings, e.g. ["10001"]'
-    )
+    return _check(all(s.isdigit() for s in v), "user_ids")
 
 
 def _valid_weekly(v: str) -> str | None:
     day, _, hm = v.partition(" ")
-    return _check(day in _WEEKDAYS and bool(_HHMM.match(hm)), '"mon 09:00" (mon..sun and HH:MM)')
+    return _check(day in _WEEKDAYS and bool(_HHMM.match(hm)), "weekly")
 
 
 def _valid_monthly_list(v: list[str]) -> str | None:
@@ -95,16 +107,14 @@ def _valid_monthly_list(v: list[str]) -> str | None:
             and bool(_HHMM.match(hm))
         )
 
-    return _check(
-        all(one(s) for s in v), 'a list like ["15 09:30", "-3 09:30"] (day 1..31 or -1..-31, HH:MM)'
-    )
+    return _check(all(one(s) for s in v), "monthly_list")
 
 
 def _valid_quiet(v: str) -> str | None:
     a, _, b = v.partition("-")
     return _check(
         v == "" or (bool(_HHMM.match(a)) and bool(_HHMM.match(b))),
-        '"21:00-08:00" or empty for none',
+        "quiet_hours",
     )
 
 
@@ -113,20 +123,20 @@ def _valid_dates(v: list[str]) -> str | None:
         for s in v:
             date.fromisoformat(s)
     except ValueError:
-        return 'a list of dates like "2027-01-01"'
+        return "dates"
     return None
 
 
 def _positive(v: int) -> str | None:
-    return _check(v > 0, "a whole number greater than 0")
+    return _check(v > 0, "positive")
 
 
 def _non_negative(v: int) -> str | None:
-    return _check(v >= 0, "a whole number, 0 or more")
+    return _check(v >= 0, "non_negative")
 
 
 def _valid_groups(v: list[int]) -> str | None:
-    return _check(all(g > 0 for g in v), "a list of group numbers, e.g. [123456789]")
+    return _check(all(g > 0 for g in v), "groups")
 
 
 def rule(check: Callable[[Any], str | None]) -> Any:
@@ -181,7 +191,7 @@ class LimitsSection:
 
 
 def _percent(v: int) -> str | None:
-    return _check(0 <= v <= 100, "a whole number from 0 to 100")
+    return _check(0 <= v <= 100, "percent")
 
 
 @dataclass
@@ -258,11 +268,12 @@ def _coerce(key: str, hint: Any, value: Any, from_env: bool) -> Any:
 
 
 def _type_name(hint: Any) -> str:
-    names = {bool: "true/false", int: "a whole number", str: "a string in quotes"}
+    """The [ALLOWED] code of a field type."""
+    names = {bool: "bool", int: "int", str: "str"}
     if hint in names:
         return names[hint]
     (item,) = hint.__args__
-    return "a list of numbers" if item is int else "a list of strings"
+    return "int_list" if item is int else "str_list"
 
 
 def _parse_env(key: str, hint: Any, raw: str) -> Any:
@@ -293,18 +304,18 @@ def build(
     for section in data:
         if section not in types:
             raise ConfigError(
-                f"[{section}]", "unknown_section", ", ".join(f"[{s}]" for s in types), section
+                f"[{section}]", "unknown_section", value=section, choices=[f"[{s}]" for s in types]
             )
     sections: dict[str, Any] = {}
     for name, cls in types.items():
         given = data.get(name, {})
         if not isinstance(given, Mapping):
-            raise ConfigError(f"[{name}]", "bad_type", "a table of keys", given)
+            raise ConfigError(f"[{name}]", "bad_type", "table", given)
         hints = get_type_hints(cls)
         fields = {f.name: f for f in dataclasses.fields(cls)}
         for key in given:
             if key not in fields:
-                raise ConfigError(f"{name}.{key}", "unknown_key", ", ".join(fields), key)
+                raise ConfigError(f"{name}.{key}", "unknown_key", value=key, choices=list(fields))
         values: dict[str, Any] = {}
         for fname, f in fields.items():
             full = f"{name}.{fname}"
@@ -325,14 +336,25 @@ def build(
     return Config(**sections, base_dir=base_dir or Path.cwd())
 
 
+_TOML_WHERE = re.compile(r"\(at line (\d+), column (\d+)\)")
+_OS_REASONS = {errno.ENOENT: "not_found", errno.EACCES: "no_permission", errno.EISDIR: "directory"}
+
+
 def read_toml(path: Path, error: type[ConfigError] = ConfigError) -> dict[str, Any]:
-    """A TOML file's contents; `error` names the file when it is unreadable or invalid."""
+    """A TOML file's contents; `error` names the file when it is unreadable or invalid.
+
+    A syntax error carries its (line, column), or None at the end of the file:
+    tomllib's English description is not shown."""
     try:
         return tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
-        raise error(str(path), "bad_toml", "valid TOML", str(exc)) from None
+        where = _TOML_WHERE.search(str(exc))
+        place = (int(where[1]), int(where[2])) if where else None
+        raise error(str(path), "bad_toml", value=place) from None
+    except UnicodeDecodeError:
+        raise error(str(path), "unreadable", "not_utf8") from None
     except OSError as exc:
-        raise error(str(path), "unreadable", "a readable file", exc.strerror) from None
+        raise error(str(path), "unreadable", _OS_REASONS.get(exc.errno, "os_error")) from None
 
 
 def load(path: Path | None, env: Mapping[str, str] | None = None) -> Config:

@@ -33,6 +33,8 @@ FORM_WORDS = {"全文": "full", "摘编": "excerpt", "综合": "combined"}
 class RuleError(ConfigError):
     """A rule file problem; shown like a config error."""
 
+    source = "rules"
+
 
 @dataclass(frozen=True)
 class Outlet:
@@ -98,7 +100,7 @@ def _number(key: str, value: Any, kind: type) -> float | int:
         or not isinstance(value, int | float)
         or (kind is int and not isinstance(value, int))
     ):
-        raise RuleError(key, "bad_type", "a whole number" if kind is int else "a number", value)
+        raise RuleError(key, "bad_type", "int" if kind is int else "number", value)
     return kind(value)
 
 
@@ -106,49 +108,46 @@ def parse_rules(data: dict[str, Any], source: str = "") -> Rules:
     allowed_top = {"version", "outlet", *SCHEMA}
     for key in data:
         if key not in allowed_top:
-            raise RuleError(key, "unknown_key", ", ".join(sorted(allowed_top)), key)
+            raise RuleError(key, "unknown_key", value=key, choices=sorted(allowed_top))
     version = data.get("version")
     if not isinstance(version, str) or not version:
-        raise RuleError("version", "bad_value", 'a non-empty string, e.g. "2026"', version)
+        raise RuleError("version", "bad_value", "version", version)
     outlets, seen = [], set()
     raw = data.get("outlet")
     if not isinstance(raw, list) or not raw:
-        raise RuleError("outlet", "bad_value", "at least one [[outlet]] table", raw)
+        raise RuleError("outlet", "bad_value", "outlets", raw)
     for i, o in enumerate(raw):
         where = f"outlet[{i}]"
         for key in o:
             if key not in ("name", "aliases", "level", "points"):
                 raise RuleError(
-                    f"{where}.{key}", "unknown_key", "name, aliases, level, points", key
+                    f"{where}.{key}",
+                    "unknown_key",
+                    value=key,
+                    choices=("name", "aliases", "level", "points"),
                 )
         name = o.get("name")
         if not isinstance(name, str) or not name:
-            raise RuleError(f"{where}.name", "bad_value", "the outlet's name", name)
+            raise RuleError(f"{where}.name", "bad_value", "outlet_name", name)
         level = o.get("level")
         if level not in LEVELS:
-            raise RuleError(f"{where}.level", "bad_value", ", ".join(LEVELS), level)
+            raise RuleError(f"{where}.level", "bad_value", "one_of", level, LEVELS)
         aliases = o.get("aliases", [])
         if not isinstance(aliases, list) or not all(isinstance(a, str) and a for a in aliases):
-            raise RuleError(f"{where}.aliases", "bad_type", "a list of strings", aliases)
+            raise RuleError(f"{where}.aliases", "bad_type", "str_list", aliases)
         for word in (name, *aliases):
             if word in seen:
-                raise RuleError(
-                    f"{where}.aliases", "bad_value", "names and aliases unique across outlets", word
-                )
+                raise RuleError(f"{where}.aliases", "bad_value", "unique_names", word)
             seen.add(word)
         points = o.get("points")
         if not isinstance(points, dict) or not points:
-            raise RuleError(
-                f"{where}.points", "bad_value", "a table like { full = 1, excerpt = 0.5 }", points
-            )
+            raise RuleError(f"{where}.points", "bad_value", "points_table", points)
         for form, value in points.items():
             if form not in FORMS:
-                raise RuleError(f"{where}.points.{form}", "unknown_key", ", ".join(FORMS), form)
+                raise RuleError(f"{where}.points.{form}", "unknown_key", value=form, choices=FORMS)
             _number(f"{where}.points.{form}", value, float)
         if "full" not in points:
-            raise RuleError(
-                f"{where}.points.full", "missing", "points for the full form (全文)", None
-            )
+            raise RuleError(f"{where}.points.full", "missing", "full_points")
         outlets.append(
             Outlet(name, tuple(aliases), level, {k: float(v) for k, v in points.items()})
         )
@@ -156,13 +155,13 @@ def parse_rules(data: dict[str, Any], source: str = "") -> Rules:
     for section, keys in SCHEMA.items():
         table = data.get(section)
         if not isinstance(table, dict):
-            raise RuleError(f"[{section}]", "missing", ", ".join(keys), table)
+            raise RuleError(f"[{section}]", "missing", "section_keys", table, keys)
         for key in table:
             if key not in keys:
-                raise RuleError(f"{section}.{key}", "unknown_key", ", ".join(keys), key)
+                raise RuleError(f"{section}.{key}", "unknown_key", value=key, choices=list(keys))
         for key, kind in keys.items():
             if key not in table:
-                raise RuleError(f"{section}.{key}", "missing", "a number", None)
+                raise RuleError(f"{section}.{key}", "missing", "number")
             values[f"{section}.{key}"] = _number(f"{section}.{key}", table[key], kind)
     return Rules(
         version=version,

@@ -45,7 +45,7 @@ def write_setup(tmp_path: Path, api_url: str, port: int) -> Path:
     config = tmp_path / "xinxibot.toml"
     config.write_text(
         f'[bot]\ndatabase = "sqlite+aiosqlite:///{tmp_path / "bot.db"}"\nlisten = "127.0.0.1:{port}"\n'
-        f'coordinators = ["10001"]\nfiles_dir = "{tmp_path / "files"}"\n'
+        f'coordinators = ["10002"]\nfiles_dir = "{tmp_path / "files"}"\n'
         f'[onebot]\ngroups = [{GROUP}]\napi_url = "{api_url}"\nsecret = "s3"\nrate_per_minute = 0\n'
         f"[limits]\ndrafts_per_hour = 100\n",
         encoding="utf-8",

@@ -318,7 +318,7 @@ def test_bad_rule_file_stops_start_up(tmp_path):
     }
     result = run_cli("standings", cwd=tmp_path, env=env)
     assert result.returncode == 2
-    assert (
-        "配置有误，未启动：outlet[0].level" in result.stdout
-        and "county, city, province, national" in result.stdout
-    )
+    assert result.stdout.splitlines() == [
+        "积分规则文件有误，未执行：",
+        "“outlet[0].level”的取值 town 不可用。允许的取值：以下之一：county、city、province、national",
+    ]
