@@ -115,9 +115,8 @@ class Sandbox:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + UPLOAD_WAIT
         while await self._queued(chat, peer) and loop.time() < deadline:
-            async with (
-                self._changed
-            ):  # woken by every line shown; re-checked at least 4 times a second
+            # woken by every line shown, and re-checked at least 4 times a second
+            async with self._changed:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._changed.wait(), 0.25)
 
@@ -184,13 +183,11 @@ class Sandbox:
         A foreign Host header (DNS rebinding) or a foreign Origin (a cross-site
         form or fetch) is refused."""
         if request.path == "/" or request.path.startswith("/sandbox/"):
-            host = URL(f"http://{request.host}").host or ""
-            local = (
-                (request.transport.get_extra_info("sockname") or ("",))[0]
-                if request.transport
-                else ""
-            )
-            if host not in LOOPBACK_NAMES | {self.host, local}:
+            try:
+                host = URL(f"http://{request.host}").host or ""
+            except ValueError:
+                host = ""
+            if not host or host not in LOOPBACK_NAMES | {self.host, _local_address(request)}:
                 log.warning("sandbox: request for host %r refused", request.host)
                 raise self._error(web.HTTPForbidden, "bad_host", host=request.host)
             origin = request.headers.get("Origin")
@@ -390,6 +387,12 @@ class Sandbox:
             content_type="application/octet-stream",
             headers={"Content-Disposition": f"attachment; filename*=UTF-8''{quote(name)}"},
         )
+
+
+def _local_address(request: web.Request) -> str:
+    """The address the client connected to: with --public, the one a browser typed."""
+    sockname = request.transport.get_extra_info("sockname") if request.transport else None
+    return sockname[0] if isinstance(sockname, tuple) else ""
 
 
 def demo_config(db_path: Path, host: str, port: int) -> Config:

@@ -1,10 +1,11 @@
 """Reading an uploaded .docx or .txt, meant to run in a child process so that a
 hostile file can cost neither the bot's memory nor its event loop.
 
-`handlers/files.py` starts `python -I file_reader.py EXT MAX_CHARS MEMORY_MB`,
+`handlers/files.py` starts `python -I file_reader.py EXT MAX_CHARS MEMORY_MB SECONDS`,
 writes the file to its stdin and kills it when its time budget is spent. The
-child caps its own address space, checks a .docx's declared sizes before
-inflating anything, and answers one JSON object on stdout:
+child caps its own address space and CPU time (so it cannot outlive a killed
+bot for long), checks a .docx's declared sizes before inflating anything, and
+answers one JSON object on stdout:
 `{"title", "body"}` or `{"problem", "chars"?}`.
 
 Only the standard library is imported at module level: the parent imports
@@ -101,13 +102,14 @@ def read(ext: str, data: bytes, max_chars: int) -> dict[str, Any]:
 
 
 def main() -> None:
-    ext, max_chars, memory_mb = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    ext, max_chars, memory_mb, seconds = sys.argv[1], *map(int, sys.argv[2:5])
     try:
         import resource
 
-        limit = memory_mb * 1024 * 1024
-        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-    except (ImportError, ValueError, OSError):  # no rlimits on this platform: time budget only
+        memory = memory_mb * 1024 * 1024
+        resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+        resource.setrlimit(resource.RLIMIT_CPU, (seconds + 1, seconds + 2))
+    except (ImportError, ValueError, OSError):  # no rlimits here: the parent's timeout only
         pass
     data = sys.stdin.buffer.read()
     try:

@@ -496,7 +496,10 @@ async def read(app: BotApp, name: str, data: bytes) -> Parsed:
     if ext in ATTACHMENT_ONLY:
         return Parsed(_title_from_name(name), "", None)
     limits = app.config.limits
-    args = (ext, str(limits.max_message_chars), str(limits.parse_memory_mb))
+    args = (
+        ext,
+        *map(str, (limits.max_message_chars, limits.parse_memory_mb, limits.parse_seconds)),
+    )
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-I", str(READER), *args,
         stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
