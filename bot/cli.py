@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import errno
+import ipaddress
 import logging
 import os
 import socket
@@ -120,11 +121,24 @@ def cmd_backup(args: argparse.Namespace) -> int:
     return 0
 
 
+def _is_loopback(host: str) -> bool:
+    try:
+        return host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from handlers import ROUTERS
 
     from .sandbox import make_demo_app
 
+    # Whoever reaches the sandbox acts as a coordinator: never on a network by accident.
+    if not _is_loopback(args.host):
+        if not args.public:
+            say("demo_not_loopback", host=args.host, port=args.port)
+            return 2
+        say("demo_public", host=args.host, port=args.port)
     db_path = Path(args.db)
     if args.fresh:
         for suffix in ("", "-wal", "-shm"):
@@ -325,6 +339,11 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--host", default="127.0.0.1")
     s.add_argument("--db", default="xinxibot-demo.db")
     s.add_argument("--fresh", action="store_true", help="start from a new demo database")
+    s.add_argument(
+        "--public",
+        action="store_true",
+        help="allow a non-loopback --host: anyone who reaches the port acts as a coordinator",
+    )
     s.set_defaults(func=cmd_demo)
 
     s = sub.add_parser("rescore", help=h["rescore"])

@@ -127,6 +127,10 @@ def _valid_dates(v: list[str]) -> str | None:
     return None
 
 
+def _at_least_64(v: int) -> str | None:
+    return _check(v >= 64, "at_least_64")
+
+
 def _positive(v: int) -> str | None:
     return _check(v > 0, "positive")
 
@@ -137,6 +141,13 @@ def _non_negative(v: int) -> str | None:
 
 def _valid_groups(v: list[int]) -> str | None:
     return _check(all(g > 0 for g in v), "groups")
+
+
+def _valid_hosts(v: list[str]) -> str | None:
+    return _check(
+        all(re.fullmatch(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(:\d{1,5})?", h) for h in v),
+        "hosts",
+    )
 
 
 def rule(check: Callable[[Any], str | None]) -> Any:
@@ -188,6 +199,17 @@ class LimitsSection:
     drafts_per_hour: int = field(default=30, metadata=rule(_positive))
     concurrent_downloads: int = field(default=2, metadata=rule(_positive))
     collect_idle_minutes: int = field(default=10, metadata=rule(_positive))
+    download_stall_seconds: int = field(default=30, metadata=rule(_positive))
+    parse_seconds: int = field(default=20, metadata=rule(_positive))
+    parse_memory_mb: int = field(default=512, metadata=rule(_at_least_64))
+
+
+@dataclass
+class FilesSection:
+    """Where uploaded files may be fetched from (see handlers/files.py)."""
+
+    allowed_hosts: list[str] = field(default_factory=list, metadata=rule(_valid_hosts))
+    local_dir: str = ""
 
 
 def _percent(v: int) -> str | None:
@@ -207,9 +229,12 @@ class Config:
     schedule: ScheduleSection = field(default_factory=ScheduleSection)
     calendar: CalendarSection = field(default_factory=CalendarSection)
     limits: LimitsSection = field(default_factory=LimitsSection)
+    files: FilesSection = field(default_factory=FilesSection)
     quotas: QuotasSection = field(default_factory=QuotasSection)
     # Where the file was read from; relative paths in it resolve against its folder.
     base_dir: Path = field(default_factory=Path.cwd, compare=False)
+    # The file itself (None: defaults and environment only); never served as an upload.
+    config_file: Path | None = field(default=None, compare=False)
 
     @property
     def tz(self) -> ZoneInfo:
@@ -230,7 +255,7 @@ class Config:
 
 
 SECTIONS: dict[str, type] = {
-    f.name: f.type for f in dataclasses.fields(Config) if f.name != "base_dir"
+    f.name: f.type for f in dataclasses.fields(Config) if f.name not in ("base_dir", "config_file")
 }
 
 
@@ -361,7 +386,9 @@ def load(path: Path | None, env: Mapping[str, str] | None = None) -> Config:
     """Read a TOML config file (or none: defaults plus environment)."""
     if path is None:
         return build({}, env)
-    return build(read_toml(path), env, base_dir=path.resolve().parent)
+    config = build(read_toml(path), env, base_dir=path.resolve().parent)
+    config.config_file = path.resolve()
+    return config
 
 
 def database_url(config: Config) -> str:

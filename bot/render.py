@@ -31,6 +31,10 @@ def _dt(value: Any, fmt: str = "%Y-%m-%d %H:%M") -> str:
     return value.strftime(fmt) if value is not None else "—"
 
 
+def _cut(line: str, width: int) -> list[str]:
+    return [line[i : i + width] for i in range(0, len(line), width)]
+
+
 class Renderer:
     def __init__(self, globals_: dict[str, Any] | None = None) -> None:
         loader = jinja2.FileSystemLoader(TEMPLATE_DIR)
@@ -67,29 +71,24 @@ class Renderer:
         return read_toml(TEMPLATE_DIR / "commands.toml")
 
     def split(self, text: str, limit: int = POST_LIMIT) -> list[str]:
-        """Split a long post at line boundaries into numbered parts."""
+        """Split a long post at line boundaries into numbered parts; a line longer
+        than a part is cut. Linear in the length of the text."""
         if len(text) <= limit:
             return [text]
-        reserve = 16  # room for the part label
+        width = limit - 16  # room for the part label
         chunks: list[str] = []
-        current = ""
+        current: list[str] = []
+        size = -1  # the length of "\n".join(current)
         for line in text.split("\n"):
-            while len(line) > limit - reserve:  # a single over-long line: hard cut
-                if current:
-                    chunks.append(current)
-                    current = ""
-                chunks.append(line[: limit - reserve])
-                line = line[limit - reserve :]
-            candidate = f"{current}\n{line}" if current else line
-            if len(candidate) > limit - reserve:
-                chunks.append(current)
-                current = line
-            else:
-                current = candidate
-        if current:
-            chunks.append(current)
-        total = len(chunks)
+            pieces = (line,) if len(line) <= width else _cut(line, width)
+            for piece in pieces:
+                if current and size + 1 + len(piece) > width:
+                    chunks.append("\n".join(current))
+                    current, size = [], -1
+                current.append(piece)
+                size += 1 + len(piece)
+        chunks.append("\n".join(current))
         return [
-            self.text("part_label.txt.j2", n=i, total=total) + "\n" + c
+            self.text("part_label.txt.j2", n=i, total=len(chunks)) + "\n" + c
             for i, c in enumerate(chunks, 1)
         ]

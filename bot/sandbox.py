@@ -8,19 +8,24 @@ Event for the same dispatcher, and what the bot sends arrives through
 from __future__ import annotations
 
 import asyncio
+import base64
+import contextlib
 import itertools
+import logging
+import re
 import time
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote
+from urllib.parse import quote, unquote
 
 from aiohttp import web
-from sqlalchemy import select
+from sqlalchemy import func, select
+from yarl import URL
 
-from storage.models import Member, Role, Unit
+from storage.models import Member, Outbox, Role, Unit
 
 from .app import BotApp
 from .clock import Clock
@@ -30,8 +35,15 @@ from .router import Router
 from .server import BOT_KEY, make_web_app
 from .transport import ApiResult
 
+log = logging.getLogger(__name__)
+
 SANDBOX_KEY = web.AppKey("sandbox", "Sandbox")
-MAX_UPLOAD = 30 * 1024 * 1024
+VISITOR = 10099  # the stranger on the page, until registered
+LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1"}
+# A cross-site page cannot set this header without a CORS preflight the sandbox never grants.
+UPLOAD_HEADER = "X-Sandbox-Upload"
+UPLOAD_WAIT = 30.0  # seconds a file the bot sends waits for the messages queued before it
+_ID = re.compile(r"^[0-9]{1,18}$")
 
 
 @dataclass
@@ -42,18 +54,18 @@ class ChatLine:
     peer: int  # the group id, or the private chat's person
     text: str
     at: str
+    file: dict[str, str] | None = None  # {"id", "name"}: shown as a download link
 
     def as_dict(self) -> dict[str, Any]:
         return self.__dict__.copy()
 
 
 class Sandbox:
-    def __init__(self, bot_id: int, group_id: int) -> None:
-        self.bot_id, self.group_id = bot_id, group_id
+    def __init__(self, bot_id: int, group_id: int, host: str) -> None:
+        self.bot_id, self.group_id, self.host = bot_id, group_id, host
         self.bot: BotApp | None = None
         self.lines: list[ChatLine] = []
         self.files: dict[str, tuple[str, bytes]] = {}
-        self.base_url = ""
         self.names: dict[int, str] = {}
         self._ids = itertools.count(1)
         # Message ids unique across demo restarts (processed-event keys persist).
@@ -77,35 +89,75 @@ class Sandbox:
                 if action == "upload_group_file"
                 else ("private", int(params["user_id"]))
             )
+            name = params["name"]
+            await self._after_queued(chat, peer)
+            file_id = self._keep(name, await asyncio.to_thread(Path(params["file"]).read_bytes))
             await self._append(
                 chat,
                 "bot",
                 peer,
-                self.bot.renderer.text("sandbox_file.txt.j2", name=params["name"]),
+                self.bot.renderer.text("sandbox_file.txt.j2", name=name),
+                file={"id": file_id, "name": name},
             )
-            return ApiResult("ok", {"file_id": params["name"]})
-        if action in ("get_group_file_url", "get_file"):
-            file_id = params.get("file_id", "")
-            if file_id not in self.files:
+            return ApiResult("ok", {"file_id": file_id})
+        if action == "get_file":  # the upload's bytes, as NapCat's base64 answer
+            entry = self.files.get(params.get("file_id", ""))
+            if entry is None:
                 return ApiResult("failed", None, "no such file")
-            return ApiResult("ok", {"url": f"{self.base_url}/sandbox/files/{file_id}"})
+            return ApiResult(
+                "ok", {"file_name": entry[0], "base64": base64.b64encode(entry[1]).decode()}
+            )
         return ApiResult("failed", None, f"{action} not supported by the sandbox")
 
+    async def _after_queued(self, chat: str, peer: int) -> None:
+        """Show an upload after the messages queued before it for the same chat (the
+        export's "已生成，正在发送。"), which may be waiting for the rate limit."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + UPLOAD_WAIT
+        while await self._queued(chat, peer) and loop.time() < deadline:
+            # woken by every line shown, and re-checked at least 4 times a second
+            async with self._changed:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._changed.wait(), 0.25)
+
+    async def _queued(self, chat: str, peer: int) -> bool:
+        async with self.bot.db.reader() as s:
+            q = (
+                select(func.count())
+                .select_from(Outbox)
+                .where(
+                    Outbox.status.in_(("pending", "sending")),
+                    Outbox.target_type == chat,
+                    Outbox.target_id == peer,
+                )
+            )
+            return (await s.execute(q)).scalar_one() > 0
+
+    def _keep(self, name: str, data: bytes) -> str:
+        file_id = f"sandbox-{next(self._message_ids)}"
+        self.files[file_id] = (name, data)
+        return file_id
+
     def _render(self, segments: list[dict]) -> str:
-        out = []
+        """Segments as QQ shows them: each @-mention followed by a space."""
+        out = ""
         for seg in segments:
             if seg["type"] == "text":
-                out.append(seg["data"]["text"])
+                text = seg["data"]["text"]
+                out += text[1:] if out.endswith(" ") and text.startswith(" ") else text
             elif seg["type"] == "at":
                 qq = int(seg["data"]["qq"])
-                out.append("@" + self.names.get(qq, str(qq)))
-        return "".join(out)
+                out += "@" + self.names.get(qq, str(qq)) + " "
+        return out
 
-    async def _append(self, chat: str, sender: str, peer: int, text: str) -> None:
+    async def _append(
+        self, chat: str, sender: str, peer: int, text: str, file: dict[str, str] | None = None
+    ) -> None:
         now = self.bot.clock.now() if self.bot else None
         line = ChatLine(
-            next(self._ids), chat, sender, peer, text, now.strftime("%m-%d %H:%M") if now else ""
-        )
+            next(self._ids), chat, sender, peer, text, now.strftime("%m-%d %H:%M") if now else "",
+            file,
+        )  # fmt: skip
         async with self._changed:
             self.lines.append(line)
             self._changed.notify_all()
@@ -114,6 +166,7 @@ class Sandbox:
 
     def install(self, app: web.Application) -> None:
         app[SANDBOX_KEY] = self
+        app.middlewares.append(self._guard)
         app.router.add_get("/", self.page)
         app.router.add_get("/sandbox/state", self.state)
         app.router.add_post("/sandbox/say", self.say)
@@ -121,6 +174,57 @@ class Sandbox:
         app.router.add_post("/sandbox/advance", self.advance)
         app.router.add_get("/sandbox/files/{file_id}", self.file)
         app.on_shutdown.append(self._release_waiters)
+
+    @web.middleware
+    async def _guard(
+        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        """The sandbox speaks as a coordinator: only to pages served from itself.
+        A foreign Host header (DNS rebinding) or a foreign Origin (a cross-site
+        form or fetch) is refused."""
+        if request.path == "/" or request.path.startswith("/sandbox/"):
+            try:
+                host = URL(f"http://{request.host}").host or ""
+            except ValueError:
+                host = ""
+            if not host or host not in LOOPBACK_NAMES | {self.host, _local_address(request)}:
+                log.warning("sandbox: request for host %r refused", request.host)
+                raise self._error(web.HTTPForbidden, "bad_host", host=request.host)
+            origin = request.headers.get("Origin")
+            if origin is not None and origin.lower() != f"http://{request.host}".lower():
+                log.warning("sandbox: request from origin %r refused", origin)
+                raise self._error(web.HTTPForbidden, "bad_origin")
+        return await handler(request)
+
+    def _error(
+        self, kind: type[web.HTTPException], problem: str, **context: Any
+    ) -> web.HTTPException:
+        text = self.bot.renderer.text("sandbox_error.txt.j2", problem=problem, **context)
+        return kind(text=text, content_type="text/plain")
+
+    async def _json(self, request: web.Request) -> dict[str, Any]:
+        if request.content_type != "application/json":
+            raise self._error(web.HTTPUnsupportedMediaType, "not_json")
+        try:
+            data = await request.json()
+        except (ValueError, UnicodeDecodeError):
+            raise self._error(web.HTTPBadRequest, "not_json") from None
+        if not isinstance(data, dict):
+            raise self._error(web.HTTPBadRequest, "not_json")
+        return data
+
+    async def _speaker(self, value: Any) -> int:
+        """A person listed on the page, as a number or a string of digits."""
+        await self._members()
+        text = str(value) if isinstance(value, int | str) and not isinstance(value, bool) else ""
+        if not _ID.match(text) or int(text) not in self.names:
+            raise self._error(web.HTTPBadRequest, "bad_speaker")
+        return int(text)
+
+    def _chat(self, value: Any) -> str:
+        if value not in ("group", "private"):
+            raise self._error(web.HTTPBadRequest, "bad_chat")
+        return value
 
     async def _release_waiters(self, _app: web.Application) -> None:
         """Answer pending long-polls at once so shutdown does not wait for them."""
@@ -143,7 +247,8 @@ class Sandbox:
             for m, unit in rows
             if m.role in (Role.coordinator, Role.officer, Role.leader)
         ]
-        people.append({"id": 10099, "name": "访客", "role": "stranger", "unit": ""})
+        if all(p["id"] != VISITOR for p in people):  # after /绑定 the visitor is listed once
+            people.append({"id": VISITOR, "name": "访客", "role": "stranger", "unit": ""})
         self.names = {p["id"]: p["name"] for p in people}
         return people
 
@@ -153,7 +258,10 @@ class Sandbox:
         return web.Response(text=html, content_type="text/html")
 
     async def state(self, request: web.Request) -> web.Response:
-        after = int(request.query.get("after", "0") or 0)
+        after = request.query.get("after", "0")
+        if not _ID.match(after):
+            raise self._error(web.HTTPBadRequest, "bad_number")
+        after = int(after)
         wait = request.query.get("wait") == "1"
         if wait and not any(line.id > after for line in self.lines):
             async with self._changed:
@@ -178,14 +286,12 @@ class Sandbox:
         )
 
     async def say(self, request: web.Request) -> web.Response:
-        data = await request.json()
-        user_id, text, chat = (
-            int(data["user_id"]),
-            str(data.get("text", "")),
-            data.get("chat", "group"),
-        )
-        if not text.strip():
-            raise web.HTTPBadRequest(text="empty message")
+        data = await self._json(request)
+        user_id = await self._speaker(data.get("user_id"))
+        chat = self._chat(data.get("chat", "group"))
+        text = data.get("text")
+        if not isinstance(text, str) or not text.strip():
+            raise self._error(web.HTTPBadRequest, "empty")
         await self._speak(request, chat, user_id, text, [Segment("text", {"text": text})])
         return web.json_response({"ok": True})
 
@@ -196,7 +302,7 @@ class Sandbox:
         await self._members()
         name = self.names.get(user_id, str(user_id))
         peer = self.group_id if chat == "group" else user_id
-        await self._append(chat, name, peer, shown)
+        await self._append(chat, name, peer, shown, fields.pop("shown_file", None))
         message_id = next(self._message_ids)
         event = Event(
             post_type=fields.pop("post_type", "message"),
@@ -213,20 +319,28 @@ class Sandbox:
         await request.app[BOT_KEY].dispatcher.handle(event)
 
     async def upload(self, request: web.Request) -> web.Response:
+        if (
+            request.headers.get(UPLOAD_HEADER) != "1"
+            or request.content_type != "multipart/form-data"
+        ):
+            raise self._error(web.HTTPForbidden, "bad_upload")
         form = await request.post()
-        user_id, upload = int(form["user_id"]), form["file"]
-        data = upload.file.read(MAX_UPLOAD + 1)
-        file_id = f"sandbox-{next(self._message_ids)}"
+        upload = form.get("file")
+        if not isinstance(upload, web.FileField) or not upload.filename:
+            raise self._error(web.HTTPBadRequest, "bad_upload")
+        user_id = await self._speaker(form.get("user_id"))
+        chat = self._chat(form.get("chat", "group"))
         name = unquote(upload.filename)  # aiohttp's client percent-encodes non-ASCII names
-        self.files[file_id] = (name, data)
-        chat = str(form.get("chat", "group"))
+        file_id = self._keep(name, upload.file.read())
         shown = self.bot.renderer.text("sandbox_file.txt.j2", name=name)
+        size = len(self.files[file_id][1])
         await self._speak(
             request, chat, user_id, shown, [],
             post_type="notice",
             notice_type="group_upload" if chat == "group" else "offline_file",
-            file=FileRef(file_id=file_id, name=name, size=len(data)),
+            file=FileRef(file_id=file_id, name=name, size=size),
             key=f"file:{self.bot_id}:{self.group_id if chat == 'group' else user_id}:{file_id}",
+            shown_file={"id": file_id, "name": name},
         )  # fmt: skip
         return web.json_response({"ok": True})
 
@@ -234,16 +348,20 @@ class Sandbox:
         """Fast-forward the sandbox clock (by minutes, or to the next scheduled job)
         and run what became due, as if that time had passed."""
         bot = request.app[BOT_KEY]
-        data = await request.json()
-        if data.get("to_next"):
+        data = await self._json(request)
+        if data.get("to_next") is True:
             upcoming = sorted(when for _, when in bot.scheduler.upcoming())
             if not upcoming:
-                raise web.HTTPConflict(text="no scheduled job")
+                raise self._error(web.HTTPConflict, "no_job")
             delta = max(upcoming[0] - bot.clock.now(), timedelta())
         else:
-            minutes = int(data.get("minutes", 0))
-            if not 0 < minutes <= 60 * 24 * 31:
-                raise web.HTTPBadRequest(text="minutes must be 1..44640")
+            minutes = data.get("minutes")
+            if (
+                not isinstance(minutes, int)
+                or isinstance(minutes, bool)
+                or not 0 < minutes <= 60 * 24 * 31
+            ):
+                raise self._error(web.HTTPBadRequest, "bad_minutes")
             delta = timedelta(minutes=minutes)
         bot.clock.advance(delta)
         await bot.scheduler.run_due()
@@ -263,7 +381,18 @@ class Sandbox:
         entry = self.files.get(request.match_info["file_id"])
         if entry is None:
             raise web.HTTPNotFound()
-        return web.Response(body=entry[1], content_type="application/octet-stream")
+        name, data = entry
+        return web.Response(
+            body=data,
+            content_type="application/octet-stream",
+            headers={"Content-Disposition": f"attachment; filename*=UTF-8''{quote(name)}"},
+        )
+
+
+def _local_address(request: web.Request) -> str:
+    """The address the client connected to: with --public, the one a browser typed."""
+    sockname = request.transport.get_extra_info("sockname") if request.transport else None
+    return sockname[0] if isinstance(sockname, tuple) else ""
 
 
 def demo_config(db_path: Path, host: str, port: int) -> Config:
@@ -295,21 +424,25 @@ def make_demo_app(
     from storage import demo
 
     config = demo_config(db_path, host, port)
-    sandbox = Sandbox(demo.BOT_ID, demo.GROUP_ID)
+    sandbox = Sandbox(demo.BOT_ID, demo.GROUP_ID, host)
     bot = BotApp(config, routers, clock=clock, transport=sandbox)
     bot.self_id = demo.BOT_ID
     sandbox.bot = bot
-    sandbox.base_url = f"http://{host}:{port}"
     app = make_web_app(bot, start_bot=False)
     sandbox.install(app)
 
     async def lifecycle(_app: web.Application) -> AsyncIterator[None]:
         seeded = []
 
-        async def seed() -> None:  # after the migrations, before the routers' start-up hooks
+        async def prepare() -> None:  # after the migrations, before the routers' start-up hooks
+            # A restarted demo resumes its clock where the stored rows are: the
+            # fast-forwarded time of the last run, not the real (earlier) time.
+            latest = await demo.latest_time(bot.db)
+            if latest is not None and latest > bot.clock.now():
+                bot.clock.set(latest)
             seeded.append(await demo.seed(bot.db, bot.clock.now()))
 
-        await bot.start(prepare=seed)
+        await bot.start(prepare=prepare)
         if on_start:
             on_start(bot, seeded[0])
         yield

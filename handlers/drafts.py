@@ -25,6 +25,8 @@ if TYPE_CHECKING:
 router = Router("drafts")
 
 MAX_TITLE_CHARS = 80
+BODY_PAGE = 2800  # characters of a body shown by one /稿件 (at most two chat messages)
+_PAGE = re.compile(r"^[0-9]{1,6}$")
 _TOPIC_TAG = re.compile(r"^(?:[Yy]|约稿)(\d{1,9})$")
 _REVISION_TAG = re.compile(r"^(?:[Gg]|修改|改)(\d{1,12})$")
 
@@ -303,17 +305,27 @@ async def my_drafts(ctx: Context, cmd: Command) -> None:
 
 @router.command("稿件", aliases=("draft",), roles=MEMBERS - {Role.leader})
 async def show_draft(ctx: Context, cmd: Command) -> None:
+    """One draft with its history, privately; a long body a page at a time
+    (`/稿件 G12 2`), so one draft never floods the chat."""
     draft = await draft_arg(ctx, cmd)
     require_own_unit(ctx, draft)
+    pages = max(1, -(-len(draft.body) // BODY_PAGE))
+    page = int(cmd.words[1]) if len(cmd.words) > 1 and _PAGE.match(cmd.words[1]) else 1
+    if not 1 <= page <= pages:
+        raise Refusal("draft_page_invalid.txt.j2", draft=draft, pages=pages)
     unit = await ctx.repo.units.get(draft.unit_id)
     submitter = await ctx.repo.members.get(draft.submitter_id)
-    history = await ctx.repo.drafts.history(draft.id)
+    history = await ctx.repo.drafts.history(draft.id) if page == 1 else []
     ctx.reply_private(
         "draft_detail.txt.j2",
         draft=draft,
         unit=unit.name,
         submitter=submitter.name,
         history=history,
+        body=draft.body[(page - 1) * BODY_PAGE : page * BODY_PAGE],
+        page=page,
+        pages=pages,
+        rest=max(0, len(draft.body) - page * BODY_PAGE),
     )
     if ctx.in_group:
         ctx.reply("draft_sent_private.txt.j2", draft=draft)

@@ -18,6 +18,8 @@ from storage.queries import Reviews
 
 STANDINGS_WIDTHS = [8, 22, 10, 8, 10, 10, 10, 12, 10, 10, 10]
 DRAFT_WIDTHS = [10, 18, 48, 10, 8, 18, 10, 40, 8]
+# Excel and WPS take a cell typed with one of these first as a formula.
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "\n", "＝", "＋", "－", "＠")
 
 
 async def collect(
@@ -50,6 +52,19 @@ async def collect(
     ]
 
 
+def append_literal(ws, values: list) -> None:
+    """Append a row whose texts are literal strings, never formulas: an officer's
+    title "=HYPERLINK(...)" must not run in the coordinator's Excel. A text that
+    starts like a formula also gets Excel's quote prefix, so editing the cell
+    keeps it text."""
+    ws.append(values)
+    for cell in ws[ws.max_row]:
+        if isinstance(cell.value, str):
+            cell.data_type = "s"
+            if cell.value.startswith(FORMULA_START):
+                cell.quotePrefix = True
+
+
 def build(path: Path, title: str, labels: dict, rows, drafts) -> None:
     from openpyxl import Workbook  # imported here: only exports need it
     from openpyxl.styles import Alignment, Font
@@ -64,7 +79,7 @@ def build(path: Path, title: str, labels: dict, rows, drafts) -> None:
         (ranking, words["standings_headers"], STANDINGS_WIDTHS),
         (sheet, words["drafts_headers"], DRAFT_WIDTHS),
     ):
-        ws.append(headers)
+        append_literal(ws, headers)
         for i, width in enumerate(widths, 1):
             ws.column_dimensions[get_column_letter(i)].width = width
         for cell in ws[1]:
@@ -73,10 +88,10 @@ def build(path: Path, title: str, labels: dict, rows, drafts) -> None:
         ws.freeze_panes = "A2"
     for r in rows:
         a = r.adopted
-        ranking.append([r.rank, r.name, labels["KIND"].get(r.kind, r.kind), r.submitted, a["county"], a["city"],
+        append_literal(ranking, [r.rank, r.name, labels["KIND"].get(r.kind, r.kind), r.submitted, a["county"], a["city"],
                         a["province"], a["national"], r.adopted_total, r.instructions, r.points])  # fmt: skip
     for d, unit, adopted, points in drafts:
-        sheet.append([d.number, unit, d.title, d.category, d.char_count, d.submitted_at,
+        append_literal(sheet, [d.number, unit, d.title, d.category, d.char_count, d.submitted_at,
                       labels["STATUS"].get(d.status, d.status), adopted, points])  # fmt: skip
         sheet.cell(row=sheet.max_row, column=6).number_format = "yyyy-mm-dd hh:mm"
     wb.properties.title = title

@@ -15,6 +15,8 @@ from .models import (
     DraftEvent,
     Member,
     OfficerTerm,
+    Outbox,
+    ProcessedEvent,
     Quota,
     Role,
     Topic,
@@ -190,3 +192,14 @@ async def seed(db: Database, now: datetime) -> bool:
             )
         )
     return True
+
+
+async def latest_time(db: Database) -> datetime | None:
+    """The latest time anything was recorded at (an event, a message, a draft's
+    history): where a restarted demo's clock resumes."""
+    async with db.reader() as s:
+        times = [
+            (await s.execute(select(func.max(column)))).scalar()
+            for column in (ProcessedEvent.created_at, Outbox.created_at, DraftEvent.at)
+        ]
+    return max((t for t in times if t is not None), default=None)

@@ -182,6 +182,7 @@ class FileJob(SQLModel, table=True):
     size: int | None = None
     url: str | None = None
     status: str = "pending"  # pending / done / failed
+    attempts: int = 0  # counted before each try: a job never runs more than MAX_ATTEMPTS times
     draft_id: int | None = Field(default=None, foreign_key="draft.id")
     error: str | None = None
     created_at: datetime = local_time()

@@ -45,6 +45,7 @@ class FakeOneBot:
     def __init__(self) -> None:
         self.calls: list[tuple[str, dict]] = []
         self.files: dict[str, bytes] = {}
+        self.stalled: set[str] = set()  # files whose download sends a first chunk, then nothing
         self.fail_actions: dict[str, dict] = {}  # action -> envelope to answer instead
         self.http_status: int | None = None  # answer every call with this HTTP status
         self.delay = 0.0  # seconds before answering (longer than api_timeout: a timeout)
@@ -92,8 +93,17 @@ class FakeOneBot:
             )
         return web.json_response({"status": "failed", "retcode": 1404, "data": None})
 
-    async def _file(self, request: web.Request) -> web.Response:
-        data = self.files.get(request.match_info["name"])
+    async def _file(self, request: web.Request) -> web.StreamResponse:
+        name = request.match_info["name"]
+        if name in self.stalled:
+            resp = web.StreamResponse(headers={"Content-Length": "100000"})
+            await resp.prepare(request)
+            await resp.write(b"PK\x03\x04")
+            # until the bot gives up and hangs up (aiohttp has no disconnect event)
+            while request.transport is not None and not request.transport.is_closing():  # noqa: ASYNC110
+                await asyncio.sleep(0.05)
+            return resp
+        data = self.files.get(name)
         if data is None:
             raise web.HTTPNotFound()
         return web.Response(body=data)

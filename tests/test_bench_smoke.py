@@ -32,3 +32,12 @@ def test_ingest_benchmark_runs():
     assert (
         "xinxibot/nonebot2" in result.stdout and "lost: 0; duplicated receipts: 0" in result.stdout
     )
+
+
+def test_hostile_files_benchmark_runs():
+    result = subprocess.run(
+        [sys.executable, "bench/hostile_files.py", "--inflate-mb", "4", "--limit", "60"],
+        cwd=ROOT, capture_output=True, text=True, timeout=180,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "peak (VmHWM)" in result.stdout and "解压后内容过大" in result.stdout

@@ -160,6 +160,10 @@ BAD_VALUES = {
     "limits.drafts_per_hour": 0,
     "limits.concurrent_downloads": 0,
     "limits.collect_idle_minutes": 0,
+    "limits.download_stall_seconds": 0,
+    "limits.parse_seconds": 0,
+    "limits.parse_memory_mb": 63,
+    "files.allowed_hosts": ["http://x/"],
     "quotas.tolerance_percent": 101,
     "quotas.escalate_after": 0,
 }

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from datetime import datetime
+from zoneinfo import ZoneInfo
 
 import aiohttp
 from aiohttp.test_utils import TestClient, TestServer
@@ -15,9 +17,11 @@ from storage.models import Draft, Member, Role, Topic, Unit
 
 from .test_files import make_docx
 
+TZ = ZoneInfo("Asia/Shanghai")
+
 
 async def test_demo_seed_upload_and_fast_forward(tmp_path):
-    from bot.sandbox import SANDBOX_KEY, make_demo_app
+    from bot.sandbox import make_demo_app
 
     app = make_demo_app(tmp_path / "demo.db", "127.0.0.1", 0, ROUTERS)
     async with TestClient(TestServer(app)) as client:
@@ -35,15 +39,14 @@ async def test_demo_seed_upload_and_fast_forward(tmp_path):
         assert roles[Role.coordinator] == 2 and roles[Role.officer] >= 12
         assert drafts >= 20 and topic.status == "open"
 
-        sandbox = app[SANDBOX_KEY]
-        sandbox.base_url = str(client.make_url("")).rstrip("/")
         form = aiohttp.FormData()
         form.add_field("user_id", "10020")
         form.add_field("chat", "group")
         form.add_field(
             "file", make_docx("城关镇沙盒上传的稿件", "正文第一段。"), filename="稿件.docx"
         )
-        assert (await client.post("/sandbox/upload", data=form)).status == 200
+        headers = {"X-Sandbox-Upload": "1"}
+        assert (await client.post("/sandbox/upload", data=form, headers=headers)).status == 200
         while bot._tasks:  # the background download
             await asyncio.wait(set(bot._tasks), timeout=10)
         await bot.sender.drained()
@@ -75,3 +78,70 @@ async def test_demo_fast_forward_reaches_the_quota_reminder(tmp_path):
         assert any(
             "【催报汇总】" in t and "胜天镇" in t for t in texts
         )  # no officer: flagged privately
+
+
+async def settled(app) -> None:
+    bot = app[BOT_KEY]
+    while bot._tasks:
+        await asyncio.wait(set(bot._tasks), timeout=10)
+    await bot.sender.drained()
+
+
+async def test_visitor_listed_once_after_binding_and_mentions_apart(tmp_path):
+    from bot.sandbox import make_demo_app
+
+    app = make_demo_app(tmp_path / "demo.db", "127.0.0.1", 0, ROUTERS)
+    async with TestClient(TestServer(app)) as client:
+        await client.post("/sandbox/say", json={"user_id": 10099, "text": "/绑定 胜天镇"})
+        await client.post("/sandbox/say", json={"user_id": 10001, "text": "/同意 1"})
+        await settled(app)
+        state = await (await client.get("/sandbox/state")).json()
+        visitors = [m for m in state["members"] if m["id"] == 10099]
+        assert [(m["role"], m["unit"]) for m in visitors] == [("officer", "胜天镇")]
+        for _ in range(5):  # the weekly report may come first
+            await client.post("/sandbox/advance", json={"to_next": True})
+            state = await (await client.get("/sandbox/state")).json()
+            texts = [line["text"] for line in state["lines"]]
+            if any("【约稿提醒】" in t for t in texts):
+                break
+        reminder = next(t for t in texts if "【约稿提醒】" in t)
+        assert reminder.startswith("@李明 @陈芳 @马超 ")  # not "@李明@陈芳@马超"
+
+
+async def test_export_is_a_download_after_its_announcement(tmp_path):
+    from bot.sandbox import make_demo_app
+
+    app = make_demo_app(tmp_path / "demo.db", "127.0.0.1", 0, ROUTERS)
+    async with TestClient(TestServer(app)) as client:
+        await client.post("/sandbox/say", json={"user_id": 10001, "text": "/导出 月"})
+        await settled(app)
+        lines = (await (await client.get("/sandbox/state")).json())["lines"]
+        announced = next(i for i, x in enumerate(lines) if "已生成，正在发送" in x["text"])
+        sent = next(i for i, x in enumerate(lines) if x["file"] and x["sender"] == "bot")
+        assert announced < sent
+        name = lines[sent]["file"]["name"]
+        assert name.endswith(".xlsx") and lines[sent]["text"] == f"[文件] {name}"
+        resp = await client.get(f"/sandbox/files/{lines[sent]['file']['id']}")
+        assert resp.headers["Content-Disposition"].startswith("attachment; filename*=UTF-8''")
+        assert (await resp.read())[:2] == b"PK"  # an .xlsx workbook
+
+
+async def test_restarted_demo_resumes_its_clock(tmp_path):
+    from bot.clock import Clock
+    from bot.sandbox import make_demo_app
+
+    start = datetime(2026, 11, 23, 10, 0)
+    app = make_demo_app(
+        tmp_path / "demo.db", "127.0.0.1", 0, ROUTERS, clock=Clock(TZ, frozen_at=start)
+    )
+    async with TestClient(TestServer(app)) as client:
+        await client.post("/sandbox/advance", json={"minutes": 10 * 24 * 60})
+        await client.post("/sandbox/say", json={"user_id": 10020, "text": "/我的稿件"})
+        await settled(app)
+        left_at = (await (await client.get("/sandbox/state")).json())["now"]
+    # started again without --fresh while real time has barely moved
+    app = make_demo_app(
+        tmp_path / "demo.db", "127.0.0.1", 0, ROUTERS, clock=Clock(TZ, frozen_at=start)
+    )
+    async with TestClient(TestServer(app)) as client:
+        assert (await (await client.get("/sandbox/state")).json())["now"] == left_at
