@@ -37,21 +37,14 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from . import server
     from .app import BotApp
-    from .server import make_web_app
 
     config = _load_config(args.config)
     bot = BotApp(config)
     host, port = config.host_port
     say("run_start", host=host, port=port)
-    web.run_app(
-        make_web_app(bot),
-        host=host,
-        port=port,
-        print=None,
-        handle_signals=True,
-        shutdown_timeout=10,
-    )
+    server.run(server.make_web_app(bot), host, port)  # web.run_app, with a connection cap
     return 0
 
 

@@ -16,6 +16,7 @@ from storage.models import Member, Role
 from storage.queries import Repo
 
 from .onebot import Event, at_segment, text_segment
+from .sender import LOW
 
 if TYPE_CHECKING:
     from .app import BotApp
@@ -41,6 +42,9 @@ class Context:
     member: Member | None
     # Run after the commit (e.g. start a download, remember a collecting chat).
     after_commit: list[Callable[[], None]] = field(default_factory=list)
+    # Replies are courtesy answers (help, refusals, anything a stranger gets): the
+    # sender puts them after receipts and may drop them in a flood.
+    low_priority: bool = False
 
     @property
     def role(self) -> Role:
@@ -66,17 +70,33 @@ class Context:
     def reply_text(self, text: str) -> None:
         # Group answers each start with their @-mention, so when several wait
         # (a deadline rush) they go out merged into one message.
+        priority = LOW if self.low_priority else 0
         if self.in_group:
-            self.post(self.event.group_id, text, mention=[self.event.user_id], mergeable=True)
+            self.post(
+                self.event.group_id,
+                text,
+                mention=[self.event.user_id],
+                mergeable=True,
+                priority=priority,
+            )
         else:
-            self.tell(self.event.user_id, text)
+            self.tell(self.event.user_id, text, priority=priority)
 
     def reply_private(self, template: str, /, **context: Any) -> None:
         """Long content goes to the sender's private chat."""
-        self.tell(self.event.user_id, self.render(template, **context))
+        self.tell(
+            self.event.user_id,
+            self.render(template, **context),
+            priority=LOW if self.low_priority else 0,
+        )
 
     def post(
-        self, group_id: int, text: str, mention: Iterable[int] = (), mergeable: bool = False
+        self,
+        group_id: int,
+        text: str,
+        mention: Iterable[int] = (),
+        mergeable: bool = False,
+        priority: int = 0,
     ) -> None:
         self.app.queue(
             self.repo,
@@ -86,10 +106,13 @@ class Context:
             mention=mention,
             mergeable=mergeable,
             self_id=self.event.self_id,
+            priority=priority,
         )
 
-    def tell(self, im_id: int, text: str) -> None:
-        self.app.queue(self.repo, "private", im_id, text, self_id=self.event.self_id)
+    def tell(self, im_id: int, text: str, priority: int = 0) -> None:
+        self.app.queue(
+            self.repo, "private", im_id, text, self_id=self.event.self_id, priority=priority
+        )
 
     async def tell_coordinators(self, template: str, /, **context: Any) -> None:
         text = self.render(template, **context)

@@ -23,6 +23,7 @@ from storage.queries import Repo
 from .context import Context, Refusal
 from .onebot import Event
 from .router import Command
+from .throttle import StrangerThrottle
 
 if TYPE_CHECKING:
     from .app import BotApp
@@ -53,6 +54,7 @@ class Dispatcher:
     def __init__(self, app: BotApp) -> None:
         self.app = app
         self.locks = KeyedLocks()
+        self.throttle = StrangerThrottle()
 
     def accepts(self, event: Event) -> bool:
         """False for what the bot must ignore entirely."""
@@ -77,6 +79,8 @@ class Dispatcher:
         collecting = (event.chat_type, event.chat_id, event.user_id) in self.app.collecting
         if command is None and not collecting and event.chat_type == "group":
             return  # ordinary chat
+        if not self.throttle.allows(event.user_id, self.app.clock.now()):
+            return  # a stranger's flood: dropped before any database work
         await self.run(event, lambda ctx: self._route(ctx, command))
 
     async def run(self, event: Event, action: Callable[[Context], object]) -> None:
@@ -90,7 +94,7 @@ class Dispatcher:
                 async with app.db.transaction() as session:
                     repo = Repo(session)
                     if event.key is not None and not await repo.events.claim(
-                        event.key, app.clock.now()
+                        event.key, app.clock.now(), event.key_ttl
                     ):
                         log.info("duplicate event %s ignored", event.key)
                         return
@@ -107,19 +111,41 @@ class Dispatcher:
                 refusal = app.renderer.text("internal_error.txt.j2")
             if refusal is not None:
                 after.clear()
-                async with app.db.transaction() as session:
-                    repo = Repo(session)
-                    if event.key is not None and not await repo.events.claim(
-                        event.key, app.clock.now()
-                    ):
-                        return
-                    Context(app, repo, event, None, after).reply_text(refusal)
+                try:
+                    async with app.db.transaction() as session:
+                        repo = Repo(session)
+                        if event.key is not None and not await repo.events.claim(
+                            event.key, app.clock.now(), event.key_ttl
+                        ):
+                            return
+                        Context(app, repo, event, None, after, low_priority=True).reply_text(
+                            refusal
+                        )
+                except Exception:
+                    await self._give_up(event)
+                    raise
         for callback in after:
             callback()
         app.sender.wake()
 
+    async def _give_up(self, event: Event) -> None:
+        """Not even a refusal could be stored: record the key alone, so the
+        implementation's retry of this event is dropped instead of failing again
+        (an HTTP 500 makes it retry)."""
+        log.exception("event %s failed twice; recorded as processed", event.key)
+        if event.key is None:
+            return
+        try:
+            async with self.app.db.transaction() as session:
+                await Repo(session).events.claim(event.key, self.app.clock.now(), event.key_ttl)
+        except Exception:
+            log.exception("could not record event %s", event.key)
+
     async def _route(self, ctx: Context, command: Command | None) -> None:
         event, app = ctx.event, self.app
+        if ctx.role in (Role.stranger, Role.none):
+            ctx.low_priority = True  # whatever a stranger gets waits behind receipts
+            self.throttle.count(event.user_id, ctx.now)
         text_len = sum(len(s.data.get("text", "")) for s in event.segments if s.type == "text")
         if text_len > app.config.limits.max_message_chars:
             raise Refusal(
@@ -134,6 +160,7 @@ class Dispatcher:
             await drafts.collect(ctx, event)
             return
         if command.spec is None:
+            ctx.low_priority = True
             ctx.reply(
                 "unknown_command.txt.j2",
                 word=command.word,
@@ -148,6 +175,7 @@ class Dispatcher:
                 else "no_permission.txt.j2"
             )
             raise Refusal(template, command=spec.name, roles=sorted(r.value for r in spec.roles))
+        ctx.low_priority = ctx.low_priority or spec.low_priority
         await spec.handler(ctx, command)
 
     async def _stranger_hint(self, ctx: Context) -> None:
