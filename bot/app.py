@@ -65,7 +65,10 @@ class BotApp:
             self.clock,
             config.onebot.rate_per_minute,
             on_drop=self._dropped,
-            account_interval=timedelta(milliseconds=config.onebot.account_interval_ms),
+            # 风控 concerns QQ accounts; an injected transport (the sandbox) has none to protect.
+            account_interval=timedelta(
+                milliseconds=config.onebot.account_interval_ms if transport is None else 0
+            ),
         )
         self.dispatcher = Dispatcher(self)
         self.calendar = WorkCalendar(config.calendar.holidays, config.calendar.workdays)

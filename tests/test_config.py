@@ -76,6 +76,21 @@ def test_wrong_key_or_value_names_the_key(data, env, key, problem):
     assert err.value.allowed
 
 
+def test_ws_url_is_one_url_or_a_list():
+    assert build({"onebot": {"ws_url": "ws://127.0.0.1:3001"}}, env={}).onebot.ws_url == [
+        "ws://127.0.0.1:3001"
+    ]
+    assert build({"onebot": {"ws_url": ""}}, env={}).onebot.ws_url == []
+    both = ["ws://127.0.0.1:3001", "wss://qq.example.org/ws"]
+    assert build({"onebot": {"ws_url": both}}, env={}).onebot.ws_url == both
+    env = {"XINXIBOT_ONEBOT_WS_URL": ",".join(both)}
+    assert build({}, env=env).onebot.ws_url == both
+    with pytest.raises(ConfigError) as err:
+        build({"onebot": {"ws_url": "http://127.0.0.1:3001"}}, env={})
+    assert (err.value.key, err.value.problem) == ("onebot.ws_url", "bad_value")
+    assert build({}, env={}).onebot.account_interval_ms == 1000
+
+
 def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "bot.cli", *args],
