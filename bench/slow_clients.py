@@ -71,11 +71,15 @@ class FakeApi:
 
     async def handle(self, request: web.Request) -> web.Response:
         params = await request.json()
+        # Connection: close, so that every call needs a new socket (a file descriptor)
         if self.failing:
-            return web.Response(status=500)
+            return web.Response(status=500, headers={"Connection": "close"})
         text = "".join(s["data"].get("text", "") for s in params.get("message", []))
         self.texts.append((time.monotonic(), text))
-        return web.json_response({"status": "ok", "retcode": 0, "data": {"message_id": 1}})
+        return web.json_response(
+            {"status": "ok", "retcode": 0, "data": {"message_id": 1}},
+            headers={"Connection": "close"},
+        )
 
 
 class Bot:
@@ -152,7 +156,7 @@ async def unauthenticated(bot: Bot, args: argparse.Namespace) -> None:
     before = memory(bot.process.pid)[0]
     body = b"{" + b" " * (4 * 1024 * 1024 - 2) + b"}"
 
-    async def post(signed: bool) -> None:
+    async def post(signed: bool | None) -> None:
         extra = "X-Signature: sha1=" + "0" * 40 + "\r\n" if signed else ""
         head = (
             f"POST /onebot/v11/ HTTP/1.1\r\nHost: x\r\nX-Self-ID: {SELF_ID}\r\n{extra}"
@@ -218,11 +222,12 @@ async def descriptors(bot: Bot, args: argparse.Namespace, api: FakeApi) -> None:
     posted = None
     try:
         posted = await bot.say(10020, "/我的稿件")
-    except (OSError, TimeoutError, ValueError, IndexError):
-        posted = "no answer"
+    except (OSError, TimeoutError, ValueError, IndexError) as exc:
+        posted = f"no answer ({type(exc).__name__})"
     await asyncio.sleep(max(args.seconds - 1 - (time.monotonic() - started), 1))
     delivered = [t for t, text in api.texts if "攻击期间的回执" in text]
     logged = bot.log.stat().st_size - log_before
+    held = open_sockets(bot.process.pid)
     stop.set()
     for task in attackers:
         task.cancel()
@@ -231,7 +236,7 @@ async def descriptors(bot: Bot, args: argparse.Namespace, api: FakeApi) -> None:
         f"{delivered[0] - started:.1f} s after the API came back" if delivered else "NOT delivered"
     )
     print(f"3 descriptors       nofile {args.nofile}, {args.half_open} half-open: receipt {wait}; "
-          f"a new POST during the flood: {posted}; bot sockets {open_sockets(bot.process.pid)}; "
+          f"a new POST during the flood: {posted}; bot sockets {held}; "
           f"logged {logged / 1e6:.2f} MB in {args.seconds} s")  # fmt: skip
 
 
