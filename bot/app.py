@@ -10,6 +10,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
+from datetime import timedelta
 
 from storage import migrate
 from storage.db import Database
@@ -26,12 +27,13 @@ from .router import Registry, Router
 from .rules import load_rules
 from .scheduler import Scheduler
 from .sender import Sender
-from .transport import HttpApi, ReverseWsHub, Transport
+from .transport import ForwardWs, HttpApi, OneBotApi, Transport
 from .workdays import PostingTimes, QuietHours, WorkCalendar
 
 log = logging.getLogger(__name__)
 
 TICK_SECONDS = 30.0
+PRUNE_EVERY = timedelta(hours=1)  # how often expired event keys are deleted
 
 
 class BotApp:
@@ -53,19 +55,30 @@ class BotApp:
         self.registry = Registry(routers)
         self.groups = set(config.onebot.groups)
         timeout = float(config.onebot.api_timeout_seconds)
-        self.ws_hub = ReverseWsHub(timeout)
         self.http_api = (
             HttpApi(config.onebot.api_url, config.onebot.access_token, timeout)
             if config.onebot.api_url
             else None
         )
-        self.transport: Transport = transport or self.http_api or self.ws_hub
+        # Picks the channel of each call: the account's open WebSocket, else the HTTP API.
+        self.onebot_api = OneBotApi(timeout, self.http_api)
+        self.transport: Transport = transport or self.onebot_api
+        self.forward = [
+            ForwardWs(
+                url, config.onebot.access_token, self.onebot_api, self.receive, self._connected
+            )
+            for url in config.onebot.ws_url
+        ]
         self.sender = Sender(
             self.db,
             self.transport,
             self.clock,
             config.onebot.rate_per_minute,
             on_drop=self._dropped,
+            # 风控 concerns QQ accounts; an injected transport (the sandbox) has none to protect.
+            account_interval=timedelta(
+                milliseconds=config.onebot.account_interval_ms if transport is None else 0
+            ),
         )
         self.dispatcher = Dispatcher(self)
         self.calendar = WorkCalendar(config.calendar.holidays, config.calendar.workdays)
@@ -79,6 +92,7 @@ class BotApp:
         self._tasks: set[asyncio.Task] = set()
         self._ticker: asyncio.Task | None = None
         self._analyzed_on = None  # the day the planner statistics were last refreshed
+        self._pruned_at = None  # when expired event keys were last deleted
 
     # ------------------------------------------------------------ lifecycle
 
@@ -101,6 +115,8 @@ class BotApp:
         for hook in self.registry.startup:
             await hook(self)
         await self.sender.start()
+        for connection in self.forward:
+            connection.start()
         if tick:
             self._ticker = asyncio.create_task(self._tick_forever(), name="ticker")
 
@@ -108,11 +124,12 @@ class BotApp:
         self.scheduler.shutdown()
         if self._ticker is not None:
             self._ticker.cancel()
+        for connection in self.forward:
+            await connection.stop()
         if self._tasks:
             await asyncio.wait(self._tasks, timeout=10)
         await self.sender.stop()
-        if self.http_api is not None:
-            await self.http_api.close()
+        await self.onebot_api.close()
         await self.db.close()
 
     def spawn(self, coro) -> asyncio.Task:
@@ -121,6 +138,21 @@ class BotApp:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
+
+    async def receive(self, event: Event) -> None:
+        """An event from a WebSocket: handled in its own task so API answers keep
+        flowing on the socket; the dispatcher keeps one person's events in order."""
+        self.spawn(self._handle_logged(event))
+
+    async def _handle_logged(self, event: Event) -> None:
+        try:
+            await self.dispatcher.handle(event)
+        except Exception:
+            log.exception("event %s failed", event.key)
+
+    async def _connected(self) -> None:
+        """A WebSocket of the account opened: what waits in the outbox goes now."""
+        await self.sender.retry_now()
 
     async def _tick_forever(self) -> None:
         while True:
@@ -138,6 +170,10 @@ class BotApp:
         if self._analyzed_on != now.date():
             self._analyzed_on = now.date()
             await self.db.optimize()
+        if self._pruned_at is None or now - self._pruned_at >= PRUNE_EVERY:
+            self._pruned_at = now
+            async with self.db.transaction() as s:
+                await Repo(s).events.prune(now)
 
     # ------------------------------------------------------------ acting
 
@@ -195,6 +231,7 @@ class BotApp:
         mention: Iterable[int] = (),
         mergeable: bool = False,
         self_id: int | None = None,
+        priority: int = 0,
     ) -> None:
         """Add a message to the outbox of `repo`'s transaction; long text is
         split into numbered parts, the mentions go with the first part."""
@@ -209,4 +246,5 @@ class BotApp:
                 now,
                 self_id=self_id or self.self_id,
                 mergeable=mergeable and len(parts) == 1,
+                priority=priority,
             )

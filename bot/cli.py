@@ -51,19 +51,12 @@ def cmd_init(args: argparse.Namespace) -> int:
 LISTEN_FAILURES = {errno.EADDRINUSE: "in_use", errno.EACCES: "no_permission"}
 
 
-def _listen(host: str, port: int) -> socket.socket:
-    """The server socket, bound before anything says the bot has started."""
-    host = host.strip("[]")
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    return socket.create_server((host, port), family=family, backlog=128)
-
-
 def cmd_run(args: argparse.Namespace) -> int:
     from handlers import ROUTERS
 
+    from . import server
     from .app import BotApp
     from .doctor import placeholders
-    from .server import make_web_app
 
     config = _load_config(args.config)
     left = placeholders(config)
@@ -73,20 +66,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     bot = BotApp(config, ROUTERS)
     host, port = config.host_port
     try:
-        sock = _listen(host, port)
+        sock = server.bind(host, port)
     except OSError as exc:
         reason = "bad_address" if isinstance(exc, socket.gaierror) else "other"
         say("listen_failed", host=host, port=port, reason=LISTEN_FAILURES.get(exc.errno, reason))
         return 1
     port = sock.getsockname()[1]
-    web.run_app(
-        make_web_app(bot),
-        sock=sock,
-        # aiohttp calls `print` once the site accepts connections (after the bot started)
-        print=lambda _message: say("run_start", host=host, port=port),
-        handle_signals=True,
-        shutdown_timeout=10,
-    )
+    # a web.run_app with a cap on open connections; "started" once connections are accepted
+    server.run(server.make_web_app(bot), sock, lambda: say("run_start", host=host, port=port))
     return 0
 
 

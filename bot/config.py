@@ -89,6 +89,13 @@ def _valid_url_or_empty(v: str) -> str | None:
     )
 
 
+def _valid_ws_urls(v: list[str]) -> str | None:
+    return _check(
+        all(re.match(r"^wss?://[^\s/]+", u) for u in v),
+        "ws_urls",
+    )
+
+
 def _valid_user_ids(v: list[str]) -> str | None:
     return _check(all(s.isdigit() for s in v), "user_ids")
 
@@ -150,8 +157,9 @@ def _valid_hosts(v: list[str]) -> str | None:
     )
 
 
-def rule(check: Callable[[Any], str | None]) -> Any:
-    return {"check": check}
+def rule(check: Callable[[Any], str | None], one_or_list: bool = False) -> Any:
+    """Field metadata: the validity check; `one_or_list` lets a list key be given as one value."""
+    return {"check": check, "one_or_list": one_or_list}
 
 
 @dataclass
@@ -170,9 +178,11 @@ class BotSection:
 class OneBotSection:
     groups: list[int] = field(default_factory=list, metadata=rule(_valid_groups))
     api_url: str = field(default="", metadata=rule(_valid_url_or_empty))
+    ws_url: list[str] = field(default_factory=list, metadata=rule(_valid_ws_urls, one_or_list=True))
     access_token: str = ""
     secret: str = ""
     rate_per_minute: int = field(default=20, metadata=rule(_non_negative))
+    account_interval_ms: int = field(default=1000, metadata=rule(_non_negative))
     api_timeout_seconds: int = field(default=10, metadata=rule(_positive))
 
 
@@ -348,7 +358,10 @@ def build(
             if env_key in env:
                 values[fname] = _coerce(env_key, hints[fname], env[env_key], from_env=True)
             elif fname in given:
-                values[fname] = _coerce(full, hints[fname], given[fname], from_env=False)
+                value = given[fname]
+                if f.metadata.get("one_or_list") and isinstance(value, str):
+                    value = [value] if value else []
+                values[fname] = _coerce(full, hints[fname], value, from_env=False)
             else:
                 continue
             check = f.metadata.get("check")

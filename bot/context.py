@@ -20,6 +20,7 @@ from storage.models import Member, Role
 from storage.queries import Repo
 
 from .onebot import Event, at_segment, text_segment
+from .sender import LOW
 
 if TYPE_CHECKING:
     from .app import BotApp
@@ -51,6 +52,9 @@ class Context:
     member: Member | None  # the actor; None for the bot itself (a scheduled job) or a stranger
     # Run after the commit (e.g. start a download, remember an open conversation).
     after_commit: list[Callable[[], None]] = field(default_factory=list)
+    # Replies are courtesy answers (help, refusals, anything a stranger gets): the
+    # sender puts them after receipts and may drop them in a flood.
+    low_priority: bool = False
 
     @property
     def role(self) -> Role:
@@ -116,17 +120,29 @@ class Context:
         # Group answers each start with their @-mention, so when several wait
         # (a deadline rush) they go out merged into one message.
         event = self._chat_event()
+        priority = LOW if self.low_priority else 0
         if self.in_group:
-            self.post(event.group_id, text, mention=[event.user_id], mergeable=True)
+            self.post(
+                event.group_id, text, mention=[event.user_id], mergeable=True, priority=priority
+            )
         else:
-            self.tell(event.user_id, text)
+            self.tell(event.user_id, text, priority=priority)
 
     def reply_private(self, template: str, /, **context: Any) -> None:
         """Long content goes to the sender's private chat."""
-        self.tell(self._chat_event().user_id, self.render(template, **context))
+        self.tell(
+            self._chat_event().user_id,
+            self.render(template, **context),
+            priority=LOW if self.low_priority else 0,
+        )
 
     def post(
-        self, group_id: int, text: str, mention: Iterable[int] = (), mergeable: bool = False
+        self,
+        group_id: int,
+        text: str,
+        mention: Iterable[int] = (),
+        mergeable: bool = False,
+        priority: int = 0,
     ) -> None:
         self.app.queue(
             self.repo,
@@ -136,10 +152,11 @@ class Context:
             mention=mention,
             mergeable=mergeable,
             self_id=self.self_id,
+            priority=priority,
         )
 
-    def tell(self, im_id: int, text: str) -> None:
-        self.app.queue(self.repo, "private", im_id, text, self_id=self.self_id)
+    def tell(self, im_id: int, text: str, priority: int = 0) -> None:
+        self.app.queue(self.repo, "private", im_id, text, self_id=self.self_id, priority=priority)
 
     async def tell_coordinators(self, template: str, /, **context: Any) -> None:
         text = self.render(template, **context)

@@ -20,10 +20,12 @@ from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
 from storage.models import Role
+from storage.queries import Repo
 
 from .context import Context, Refusal
 from .onebot import Event
 from .router import Command, FileSpec
+from .throttle import StrangerThrottle
 
 if TYPE_CHECKING:
     from .app import BotApp
@@ -54,6 +56,7 @@ class Dispatcher:
     def __init__(self, app: BotApp) -> None:
         self.app = app
         self.locks = KeyedLocks()
+        self.throttle = StrangerThrottle()
 
     def accepts(self, event: Event) -> bool:
         """False for what the bot must ignore entirely."""
@@ -80,6 +83,8 @@ class Dispatcher:
         talking = (event.chat_type, event.chat_id, event.user_id) in self.app.conversations
         if command is None and not talking and event.chat_type == "group":
             return  # ordinary chat
+        if not self.throttle.allows(event.user_id, self.app.clock.now()):
+            return  # a stranger's flood: dropped before any database work
         await self.run(event, lambda ctx: self._route(ctx, command))
 
     async def run(self, event: Event, action: Callable[[Context], object]) -> None:
@@ -99,24 +104,45 @@ class Dispatcher:
             except Exception:
                 log.exception("handler failed on event %s", event.key)
                 refusal = app.renderer.text("internal_error.txt.j2")
-            async with app.acting(None, event=event) as ctx:
-                if await self._claim(ctx):
-                    ctx.reply_text(refusal)
+            try:
+                async with app.acting(None, event=event) as ctx:
+                    if await self._claim(ctx):
+                        ctx.low_priority = True
+                        ctx.reply_text(refusal)
+            except Exception:
+                await self._give_up(event)
+                raise
 
     async def _claim(self, ctx: Context) -> bool:
         """Record the event's key; False for a redelivery (already handled)."""
-        key = ctx.event.key
-        if key is None or await ctx.repo.events.claim(key, ctx.now):
+        event = ctx.event
+        if event.key is None or await ctx.repo.events.claim(event.key, ctx.now, event.key_ttl):
             return True
-        log.info("duplicate event %s ignored", key)
+        log.info("duplicate event %s ignored", event.key)
         return False
 
     async def _file(self, ctx: Context, spec: FileSpec) -> None:
         if ctx.role in spec.roles:  # files from anyone else are ignored (DESIGN 4.3)
             await spec.handler(ctx, ctx.event)
 
+    async def _give_up(self, event: Event) -> None:
+        """Not even a refusal could be stored: record the key alone, so the
+        implementation's retry of this event is dropped instead of failing again
+        (an HTTP 500 makes it retry)."""
+        log.exception("event %s failed twice; recorded as processed", event.key)
+        if event.key is None:
+            return
+        try:
+            async with self.app.db.transaction() as session:
+                await Repo(session).events.claim(event.key, self.app.clock.now(), event.key_ttl)
+        except Exception:
+            log.exception("could not record event %s", event.key)
+
     async def _route(self, ctx: Context, command: Command | None) -> None:
         event, app = ctx.event, self.app
+        if ctx.role in (Role.stranger, Role.none):
+            ctx.low_priority = True  # whatever a stranger gets waits behind receipts
+            self.throttle.count(event.user_id, ctx.now)
         text_len = sum(len(s.data.get("text", "")) for s in event.segments if s.type == "text")
         if text_len > app.config.limits.max_message_chars:
             raise Refusal(
@@ -133,6 +159,7 @@ class Dispatcher:
                 await app.registry.conversations[owner](ctx, event)
             return
         if command.spec is None:
+            ctx.low_priority = True
             ctx.reply(
                 "unknown_command.txt.j2",
                 word=command.word,
@@ -147,6 +174,7 @@ class Dispatcher:
                 else "no_permission.txt.j2"
             )
             raise Refusal(template, command=spec.name, roles=sorted(r.value for r in spec.roles))
+        ctx.low_priority = ctx.low_priority or spec.low_priority
         await spec.handler(ctx, command)
 
     async def _stranger_hint(self, ctx: Context) -> None:

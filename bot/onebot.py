@@ -7,11 +7,21 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import re
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+# How long a message's key is remembered. Message ids are 32-bit hashes that
+# repeat over months, so a key names one delivery: account, chat, sender, id
+# and the event's `time`. Implementations redeliver within seconds (HTTP
+# retries, a reconnect); two days is ample. An event without `time` can only
+# be told apart by its id, so its key lasts a short window.
+MESSAGE_KEY_TTL = timedelta(days=2)
+REDELIVERY_WINDOW = timedelta(minutes=10)
 
 
 class EventError(ValueError):
@@ -47,7 +57,9 @@ class Event:
     sender_name: str = ""
     notice_type: str | None = None
     file: FileRef | None = None
+    time: int | None = None  # the implementation's event time (Unix seconds)
     key: str | None = None  # the dedupe key, None for events with no effects
+    key_ttl: timedelta | None = None  # how long the key is remembered; None: for ever
 
     @property
     def chat_id(self) -> int:
@@ -136,20 +148,89 @@ def at_segment(user_id: int) -> dict:
     return {"type": "at", "data": {"qq": str(int(user_id))}}
 
 
+# ---------------------------------------------------------------- decoding
+
+# A lone surrogate can only come from a \uD800-style escape in the JSON text.
+_ESCAPED_SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def decode(raw: bytes | str) -> Any:
+    """A JSON frame or body as it arrived on any transport.
+
+    Bad JSON, invalid UTF-8 and nesting too deep for the parser raise
+    EventError (HTTP answers 400, a WebSocket skips the frame and stays open).
+    Lone surrogates (`"\\ud800"`), which no database or encoder accepts, are
+    replaced with U+FFFD everywhere in the payload.
+    """
+    try:
+        payload = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise EventError("malformed JSON") from None
+    except RecursionError:
+        raise EventError("JSON nested too deeply") from None
+    as_bytes = raw if isinstance(raw, bytes) else raw.encode("utf-8", "surrogatepass")
+    if _ESCAPED_SURROGATE.search(as_bytes):
+        payload = _without_surrogates(payload)
+    return payload
+
+
+def _clean(text: str) -> str:
+    return _SURROGATE.sub("\ufffd", text)
+
+
+def _without_surrogates(payload: Any) -> Any:
+    """Iterative, so a payload as deep as json.loads accepts cannot overflow the stack."""
+    if isinstance(payload, str):
+        return _clean(payload)
+    stack = [payload]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            for key in [k for k in node if _SURROGATE.search(k)]:
+                node[_clean(key)] = node.pop(key)
+            pairs = node.items()
+        elif isinstance(node, list):
+            pairs = enumerate(node)
+        else:
+            continue
+        for key, value in list(pairs):
+            if isinstance(value, str):
+                node[key] = _clean(value)
+            elif isinstance(value, dict | list):
+                stack.append(value)
+    return payload
+
+
 # ---------------------------------------------------------------- events
 
 
-def _int(value: Any, name: str, required: bool = True) -> int | None:
+_ID = re.compile(r"-?[0-9]+")
+
+
+def parse_id(value: Any, *, signed: bool = False) -> int | None:
+    """An id as OneBot sends it: an integer or a string of ASCII digits, within
+    64 bits; only message ids may be negative. None for anything else: a float
+    (10001.9), "1_0001", " 10001 " or "１０００１" are not ids."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        n = value
+    elif isinstance(value, str) and _ID.fullmatch(value):
+        n = int(value)
+    else:
+        return None
+    if not (INT64_MIN if signed else 0) <= n <= INT64_MAX:
+        return None
+    return n
+
+
+def _int(value: Any, name: str, required: bool = True, signed: bool = False) -> int | None:
     if value is None and not required:
         return None
-    if isinstance(value, bool):
-        raise EventError(f"{name} must be an integer")
-    try:
-        n = int(value)
-    except (TypeError, ValueError):
-        raise EventError(f"{name} must be an integer") from None
-    if not INT64_MIN <= n <= INT64_MAX:
-        raise EventError(f"{name} out of 64-bit range")
+    n = parse_id(value, signed=signed)
+    if n is None:
+        raise EventError(f"{name} must be an integer or a string of digits")
     return n
 
 
@@ -183,7 +264,7 @@ def parse_event(payload: Any, self_id_header: str | None = None) -> Event:
             raise EventError("message_type must be group or private")
         event.chat_type = chat_type
         event.user_id = _int(payload.get("user_id"), "user_id")
-        event.message_id = _int(payload.get("message_id"), "message_id")
+        event.message_id = _int(payload.get("message_id"), "message_id", signed=True)
         if chat_type == "group":
             event.group_id = _int(payload.get("group_id"), "group_id")
         if "message" not in payload:
@@ -192,14 +273,19 @@ def parse_event(payload: Any, self_id_header: str | None = None) -> Event:
         sender = payload.get("sender") if isinstance(payload.get("sender"), dict) else {}
         name = sender.get("card") or sender.get("nickname") or ""
         event.sender_name = name if isinstance(name, str) else ""
-        event.key = f"msg:{self_id}:{event.message_id}"
+        event.time = parse_id(payload.get("time"))
+        where = f"msg:{self_id}:{chat_type}:{event.chat_id}:{event.user_id}:{event.message_id}"
+        if event.time is None:
+            event.key, event.key_ttl = where, REDELIVERY_WINDOW
+        else:
+            event.key, event.key_ttl = f"{where}:{event.time}", MESSAGE_KEY_TTL
         files = [
             f for f in (_file_from_segment(s) for s in event.segments if s.type == "file") if f
         ]
         if files:
             event.file = files[0]
             # NapCat reports a group file twice (message + group_upload): one key for both.
-            event.key = f"file:{self_id}:{event.chat_id}:{files[0].file_id}"
+            event.key, event.key_ttl = f"file:{self_id}:{event.chat_id}:{files[0].file_id}", None
     elif post_type == "notice":
         event.notice_type = (
             payload.get("notice_type") if isinstance(payload.get("notice_type"), str) else ""
@@ -226,6 +312,11 @@ def parse_event(payload: Any, self_id_header: str | None = None) -> Event:
 
 
 # ---------------------------------------------------------------- auth
+
+
+def token_matches(expected: str, given: str) -> bool:
+    """Constant-time comparison: the time taken says nothing about the token."""
+    return hmac.compare_digest(expected.encode(), given.encode())
 
 
 def signature_ok(secret: str, body: bytes, header: str | None) -> bool:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from storage.models import Role
 
-from .onebot import Event, Segment
+from .onebot import Event, Segment, parse_id
 
 if TYPE_CHECKING:
     from .app import BotApp
@@ -54,6 +54,7 @@ class CommandSpec:
     roles: frozenset[Role]
     handler: Handler
     private_ok: bool = True  # may be used in private chat
+    low_priority: bool = False  # its answers are courtesy (help): they go after receipts
 
 
 @dataclass
@@ -106,9 +107,12 @@ class Router:
         aliases: Iterable[str] = (),
         roles: frozenset[Role],
         private_ok: bool = True,
+        low_priority: bool = False,
     ) -> Callable[[Handler], Handler]:
         def register(handler: Handler) -> Handler:
-            self.specs.append(CommandSpec(name, tuple(aliases), roles, handler, private_ok))
+            self.specs.append(
+                CommandSpec(name, tuple(aliases), roles, handler, private_ok, low_priority)
+            )
             return handler
 
         return register
@@ -239,14 +243,14 @@ def _flatten(segments: list[Segment], self_id: int) -> tuple[str, list[int], dic
         if seg.type == "text":
             parts.append(str(seg.data.get("text", "")))
         elif seg.type == "at":
-            qq = str(seg.data.get("qq", ""))
-            if qq.isdigit() and int(qq) == self_id and not "".join(parts).strip():
+            qq = parse_id(seg.data.get("qq"))  # None for "all" (@全体成员) and anything odd
+            if qq is not None and qq == self_id and not "".join(parts).strip():
                 at_bot = True
-            elif qq.isdigit():
-                mentions.append(int(qq))
+            elif qq is not None:
+                mentions.append(qq)
                 name = seg.data.get("name")
                 if isinstance(name, str) and name.strip():
-                    names[int(qq)] = name.strip().lstrip("@")
+                    names[qq] = name.strip().lstrip("@")
             parts.append(" ")
         # other segment types (image, face, reply, unknown) carry no command text
     return "".join(parts), mentions, names, at_bot

@@ -12,9 +12,16 @@ Rules (DESIGN §8):
   counts as delivered (the implementation accepted it).
 * Retried with exponential backoff (2 s doubling up to 5 min); a row still
   undelivered after `max_age` is dropped with a log line.
-* Rate-limited per target with a token bucket (rate_per_minute, burst 5;
-  0 = unlimited); consecutive short mergeable messages to one group go out
-  as one message.
+* Rate-limited per target with a token bucket (rate_per_minute, burst 5),
+  and per QQ account to about one message per `account_interval` with jitter
+  (风控: an account that sends faster is silently restricted); rate_per_minute
+  = 0 lifts both. Consecutive short mergeable messages to one group go out as
+  one message.
+* Low-priority rows (help, unknown-command answers, refusals, anything sent
+  to a stranger) go after the normal rows of their target and leave
+  LOW_RESERVE tokens of its bucket to them, so a flood of them never delays
+  a receipt; they are dropped silently when older than LOW_MAX_AGE or
+  beyond LOW_MAX_PENDING waiting for one target.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import random
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -43,6 +51,12 @@ DRAIN_TIMEOUT = 10.0
 # Oldest pending rows read per pass: enough for a full merged message per
 # target; reading a long backlog whole each pass made delivery quadratic.
 PASS_ROWS = 100
+LOW = 1  # Outbox.priority of courtesy answers
+LOW_MAX_AGE = timedelta(minutes=10)
+LOW_MAX_PENDING = 10
+# Tokens of a target's bucket that low rows leave untouched: a receipt arriving
+# after a burst of courtesy answers still finds the group's budget.
+LOW_RESERVE = 2
 
 
 @dataclass
@@ -66,16 +80,38 @@ class RateLimiter:
         b.updated = now
         return b
 
-    def wait(self, target: tuple[str, int]) -> float:
-        """Seconds until `target` may receive a message (0: now)."""
+    def wait(self, target: tuple[str, int], reserve: int = 0) -> float:
+        """Seconds until `target` may receive a message while `reserve` tokens stay (0: now)."""
         if self.per_minute <= 0:
             return 0.0
         b = self._bucket(target)
-        return 0.0 if b.tokens >= 1 else (1 - b.tokens) * 60 / self.per_minute
+        need = 1 + reserve
+        return 0.0 if b.tokens >= need else (need - b.tokens) * 60 / self.per_minute
 
     def take(self, target: tuple[str, int]) -> None:
         if self.per_minute > 0:
             self._bucket(target).tokens -= 1
+
+
+class AccountPace:
+    """At most one message per `interval` (times 0.75-1.25, at random) per QQ
+    account, on the injected clock; an interval of 0 paces nothing."""
+
+    def __init__(self, clock: Clock, interval: timedelta) -> None:
+        self.clock, self.interval = clock, interval
+        self.next_at: dict[int | None, datetime] = {}
+        self._random = random.Random()
+
+    def wait(self, self_id: int | None) -> float:
+        """Seconds until the account may send (0: now)."""
+        due = self.next_at.get(self_id)
+        return max((due - self.clock.now()).total_seconds(), 0.0) if due else 0.0
+
+    def take(self, self_id: int | None) -> None:
+        if self.interval:
+            self.next_at[self_id] = self.clock.now() + self.interval * self._random.uniform(
+                0.75, 1.25
+            )
 
 
 def merge_segments(rows: list[Outbox]) -> list[dict]:
@@ -109,10 +145,12 @@ class Sender:
         rate_per_minute: int,
         max_age: timedelta = timedelta(hours=24),
         on_drop=None,
+        account_interval: timedelta = timedelta(seconds=1),
     ) -> None:
         self.db, self.transport, self.clock = db, transport, clock
         self.on_drop = on_drop  # async (dropped rows) -> None: tell the coordinators
         self.limiter = RateLimiter(clock, rate_per_minute)
+        self.pace = AccountPace(clock, account_interval if rate_per_minute else timedelta(0))
         self.max_age = max_age
         self._wake = asyncio.Event()
         self._stopping = False
@@ -201,7 +239,7 @@ class Sender:
                     await s.execute(
                         select(Outbox)
                         .where(Outbox.status == "pending")
-                        .order_by(Outbox.id)
+                        .order_by(Outbox.priority, Outbox.id)
                         .limit(PASS_ROWS)
                     )
                 )
@@ -210,24 +248,30 @@ class Sender:
             )
         if not rows:
             return 60.0
-        stale = [r for r in rows if now - r.created_at > self.max_age]
+        stale = [r for r in rows if now - r.created_at > self.max_age and r.priority != LOW]
         if stale:
             await self._drop(stale)
             return 0.0
         by_target: dict[tuple[str, int], list[Outbox]] = {}
-        for row in rows:
+        for row in rows:  # normal rows first, then low ones: each target's queue in that order
             by_target.setdefault((row.target_type, row.target_id), []).append(row)
+        surplus = [r for queue in by_target.values() for r in _low_surplus(queue, now)]
+        if surplus:
+            await self._drop(surplus, tell=False)
+            return 0.0
         batches: list[tuple[tuple[str, int], list[Outbox]]] = []
         wait = 60.0
         for target, queue in by_target.items():
-            head = queue[0]  # a target's later messages wait for its oldest one
+            head = queue[0]  # a target's later messages wait for its first one
             if head.next_attempt_at is not None and head.next_attempt_at > now:
                 wait = min(wait, (head.next_attempt_at - now).total_seconds())
                 continue
-            w = self.limiter.wait(target)
+            reserve = LOW_RESERVE if head.priority == LOW else 0
+            w = max(self.limiter.wait(target, reserve), self.pace.wait(head.self_id))
             if w > 0:
                 wait = min(wait, w)
                 continue
+            self.pace.take(head.self_id)  # the account's other targets wait their turn
             batches.append((target, self._batch(queue)))
         if batches:
             await asyncio.gather(*(self._send(t, b) for t, b in batches))
@@ -305,13 +349,27 @@ class Sender:
         async with self.db.transaction(urgent=True) as s:
             await s.execute(update(Outbox).where(Outbox.id.in_(ids)).values(**values))
 
-    async def _drop(self, rows: list[Outbox]) -> None:
+    async def _drop(self, rows: list[Outbox], tell: bool = True) -> None:
+        """Give up on `rows`; `tell`: the coordinators get a note (not for courtesy answers)."""
         ids = [r.id for r in rows]
-        log.warning("outbox: dropping %d message(s) older than %s: %s", len(ids), self.max_age, ids)
+        if tell:
+            log.warning(
+                "outbox: dropping %d message(s) older than %s: %s", len(ids), self.max_age, ids
+            )
+        else:
+            log.info("outbox: dropping %d stale or surplus low-priority message(s)", len(ids))
         async with self.db.transaction(urgent=True) as s:
             await s.execute(update(Outbox).where(Outbox.id.in_(ids)).values(status="dropped"))
-        if self.on_drop is not None:
+        if tell and self.on_drop is not None:
             await self.on_drop(rows)
+
+
+def _low_surplus(queue: list[Outbox], now: datetime) -> list[Outbox]:
+    """A target's low-priority rows to drop: too old, or the oldest beyond LOW_MAX_PENDING."""
+    low = [r for r in queue if r.priority == LOW]
+    old = [r for r in low if now - r.created_at > LOW_MAX_AGE]
+    fresh = [r for r in low if now - r.created_at <= LOW_MAX_AGE]
+    return old + fresh[: max(len(fresh) - LOW_MAX_PENDING, 0)]
 
 
 def _int_or_none(value: object) -> int | None:

@@ -8,7 +8,7 @@ from bot.router import EVERYONE, Command, Router
 router = Router("help")
 
 
-@router.command("帮助", aliases=("help",), roles=EVERYONE)
+@router.command("帮助", aliases=("help",), roles=EVERYONE, low_priority=True)
 async def show_help(ctx: Context, cmd: Command) -> None:
     table, info = ctx.app.registry, ctx.app.renderer.command_help
     if cmd.words:

@@ -143,11 +143,16 @@ class DraftEvent(SQLModel, table=True):
 
 
 class ProcessedEvent(SQLModel, table=True):
-    """Keys of events whose effects are committed; written in the same transaction."""
+    """Keys of events whose effects are committed; written in the same transaction.
+
+    A message's key is remembered until `expires_at` and then pruned (message
+    ids repeat over months); keys without it (reports posted, reminders,
+    hints, files) are kept for ever."""
 
     __tablename__ = "processed_event"
     key: str = Field(primary_key=True)
     created_at: datetime = local_time()
+    expires_at: datetime | None = local_time(default=None, index=True)
 
 
 class CollectSession(SQLModel, table=True):
@@ -191,13 +196,19 @@ class FileJob(SQLModel, table=True):
 class Outbox(SQLModel, table=True):
     """Every outgoing message, written in the transaction that caused it."""
 
-    __table_args__ = (Index("ix_outbox_status_target", "status", "target_type", "target_id", "id"),)
+    __table_args__ = (
+        Index("ix_outbox_status_target", "status", "target_type", "target_id", "id"),
+        Index("ix_outbox_status_priority", "status", "priority", "id"),
+    )
     id: int | None = Field(default=None, primary_key=True)
     self_id: int | None = Field(default=None, sa_column=big(nullable=True))
     target_type: str  # group / private
     target_id: int = Field(sa_column=big(nullable=False))
     segments: str = Field(sa_type=Text)  # JSON list of OneBot segments
     mergeable: bool = False  # a short receipt/notice that may share a message with others
+    # 0: normal; 1: low - help, unknown-command answers, refusals, anything a stranger
+    # gets. Sent after the normal rows of its target; dropped when old or too many.
+    priority: int = 0
     status: str = "pending"  # pending / sent / failed / unknown / dropped
     attempts: int = 0
     next_attempt_at: datetime | None = local_time(default=None)

@@ -7,9 +7,9 @@ import hashlib
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -373,13 +373,30 @@ class Events:
     def __init__(self, s: AsyncSession) -> None:
         self.s = s
 
-    async def claim(self, key: str, now: datetime) -> bool:
-        """Record `key`; False when it was already recorded (a redelivery)."""
+    async def claim(self, key: str, now: datetime, ttl: timedelta | None = None) -> bool:
+        """Record `key` (for `ttl`, or for ever); False when it is already recorded
+        and not expired (a redelivery). An expired key is claimed anew."""
         dialect = self.s.bind.dialect.name
         insert = pg_insert if dialect == "postgresql" else sqlite_insert
-        stmt = insert(ProcessedEvent).values(key=key, created_at=now).on_conflict_do_nothing()
+        expires = now + ttl if ttl is not None else None
+        stmt = insert(ProcessedEvent).values(key=key, created_at=now, expires_at=expires)
+        if ttl is None:
+            stmt = stmt.on_conflict_do_nothing()
+        else:
+            stmt = stmt.on_conflict_do_update(
+                index_elements=["key"],
+                set_={"created_at": now, "expires_at": expires},
+                where=ProcessedEvent.expires_at <= now,
+            )
         result = await self.s.execute(stmt)
         return result.rowcount == 1
+
+    async def prune(self, now: datetime) -> int:
+        """Forget expired keys (messages); keys kept for ever are never touched."""
+        result = await self.s.execute(
+            delete(ProcessedEvent).where(ProcessedEvent.expires_at <= now)
+        )
+        return result.rowcount
 
     async def seen(self, key: str) -> bool:
         return await self.s.get(ProcessedEvent, key) is not None
@@ -398,6 +415,7 @@ class OutboxQueue:
         *,
         self_id: int | None,
         mergeable: bool = False,
+        priority: int = 0,
     ) -> None:
         self.s.add(
             Outbox(
@@ -406,6 +424,7 @@ class OutboxQueue:
                 target_id=target_id,
                 segments=json.dumps(segments, ensure_ascii=False),
                 mergeable=mergeable,
+                priority=priority,
                 created_at=now,
             )
         )

@@ -131,6 +131,85 @@ class FakeOneBot:
         self.calls.clear()
 
 
+class FakeWsImplementation:
+    """An OneBot implementation's forward WebSocket server (NapCat's, Lagrange's): the
+    bot connects to it. Records the handshake headers and every frame it is sent;
+    `answer` says how API calls are answered: "ok" (with a message id), "silent"
+    (never), "close" (the socket closes instead), "wrong_echo" (an echo nobody sent)."""
+
+    def __init__(self) -> None:
+        self.headers: list[dict[str, str]] = []
+        self.frames: list[dict] = []
+        self.answer = "ok"
+        self.sockets: set[web.WebSocketResponse] = set()
+        self.port = 0
+        self._ids = itertools.count(7001)
+        self._runner: web.AppRunner | None = None
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/"
+
+    async def start(self) -> None:
+        """Listen (again, on the same port after a stop)."""
+        app = web.Application()
+        app.router.add_get("/", self._socket)
+        self._runner = web.AppRunner(app, handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", self.port)
+        await site.start()
+        self.port = self._runner.addresses[0][1]
+
+    async def stop(self) -> None:
+        for ws in list(self.sockets):
+            await ws.close()
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    async def push(self, event: dict | str) -> None:
+        """An event (or any raw text frame) to every connected bot."""
+        for ws in list(self.sockets):
+            await (ws.send_str(event) if isinstance(event, str) else ws.send_json(event))
+
+    def calls(self, action: str) -> list[dict]:
+        return [f for f in self.frames if f.get("action") == action]
+
+    def texts(self) -> list[str]:
+        return [
+            "".join(s["data"].get("text", "") for s in f["params"]["message"])
+            for f in self.calls("send_group_msg") + self.calls("send_private_msg")
+        ]
+
+    async def _socket(self, request: web.Request) -> web.WebSocketResponse:
+        self.headers.append(dict(request.headers))
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        self.sockets.add(ws)
+        await ws.send_json(fixture("lifecycle_connect.json"))
+        try:
+            async for msg in ws:
+                frame = json.loads(msg.data)
+                self.frames.append(frame)
+                if self.answer == "close":
+                    await ws.close()
+                elif self.answer in ("ok", "wrong_echo"):
+                    echo = frame["echo"] if self.answer == "ok" else f"nobody-{frame['echo']}"
+                    data = {"message_id": next(self._ids)}
+                    await ws.send_json({"status": "ok", "retcode": 0, "data": data, "echo": echo})
+        finally:
+            self.sockets.discard(ws)
+        return ws
+
+
+async def until(condition, harness: Harness | None = None, seconds: float = 10.0) -> None:
+    """Wait (bounded) for something that arrives over a real socket."""
+    async with asyncio.timeout(seconds):
+        while not condition():
+            if harness is not None:
+                await harness.settle()
+            await asyncio.sleep(0.01)
+
+
 class Harness:
     """The running bot plus helpers that read like a conversation."""
 
@@ -291,6 +370,8 @@ async def start_harness(
     overrides.setdefault("onebot__api_url", fake.url)
     config = make_config(tmp_path, **overrides)
     bot = BotApp(config, ROUTERS, clock=Clock(config.tz, frozen_at=start))
+    for connection in bot.forward:
+        connection.first_delay = 0.05  # forward-WS reconnects wait real time: keep it short
     server = TestServer(make_web_app(bot))
     await server.start_server()
     client = aiohttp.ClientSession()
@@ -305,6 +386,14 @@ async def populate(harness: Harness) -> None:
     await harness.register(10020, "城关镇", "李明")
     await harness.register(10030, "经信局", "周强")
     harness.fake.clear()
+
+
+@pytest.fixture
+async def implementation() -> AsyncIterator[FakeWsImplementation]:
+    peer = FakeWsImplementation()
+    await peer.start()
+    yield peer
+    await peer.stop()
 
 
 @pytest.fixture

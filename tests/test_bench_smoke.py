@@ -41,3 +41,25 @@ def test_hostile_files_benchmark_runs():
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
     assert "peak (VmHWM)" in result.stdout and "解压后内容过大" in result.stdout
+
+
+def test_flood_benchmark_runs():
+    result = subprocess.run(
+        [sys.executable, "bench/flood.py", "--helps", "10"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "officer's receipt delay" in result.stdout
+
+
+def test_slow_clients_benchmark_runs():
+    result = subprocess.run(
+        [sys.executable, "bench/slow_clients.py", "--posts", "4", "--stalled", "5",
+         "--half-open", "10", "--seconds", "3"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    loads = [
+        line.split()[1] for line in result.stdout.splitlines() if line[:2] in ("1 ", "2 ", "3 ")
+    ]
+    assert loads == ["unauthenticated", "stalled", "descriptors"], result.stdout

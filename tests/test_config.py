@@ -82,6 +82,21 @@ def test_wrong_key_or_value_names_the_key(data, env, key, problem):
     assert err.value.allowed or err.value.choices
 
 
+def test_ws_url_is_one_url_or_a_list():
+    assert build({"onebot": {"ws_url": "ws://127.0.0.1:3001"}}, env={}).onebot.ws_url == [
+        "ws://127.0.0.1:3001"
+    ]
+    assert build({"onebot": {"ws_url": ""}}, env={}).onebot.ws_url == []
+    both = ["ws://127.0.0.1:3001", "wss://qq.example.org/ws"]
+    assert build({"onebot": {"ws_url": both}}, env={}).onebot.ws_url == both
+    env = {"XINXIBOT_ONEBOT_WS_URL": ",".join(both)}
+    assert build({}, env=env).onebot.ws_url == both
+    with pytest.raises(ConfigError) as err:
+        build({"onebot": {"ws_url": "http://127.0.0.1:3001"}}, env={})
+    assert (err.value.key, err.value.problem) == ("onebot.ws_url", "bad_value")
+    assert build({}, env={}).onebot.account_interval_ms == 1000
+
+
 def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "bot.cli", *args],
@@ -148,7 +163,9 @@ BAD_VALUES = {
     "bot.coordinators": ["abc"],
     "onebot.groups": [-1],
     "onebot.api_url": "ftp://example",
+    "onebot.ws_url": ["http://127.0.0.1:3001"],
     "onebot.rate_per_minute": -1,
+    "onebot.account_interval_ms": -1,
     "onebot.api_timeout_seconds": 0,
     "schedule.weekly_standings": "monday 9",
     "schedule.quota_reminders": ["32 09:30"],
@@ -204,8 +221,9 @@ def test_every_validation_rule_has_a_wholly_chinese_message():
                 build({section: {f.name: BAD_VALUES[key]}}, env={})
             assert (err.value.key, err.value.problem) == (key, "bad_value")
             errors.append(err.value)
+        wrong = 1 if f.metadata.get("one_or_list") else WRONG_TYPE[hint]  # "x" would be ["x"]
         with pytest.raises(ConfigError) as err:
-            build({section: {f.name: WRONG_TYPE[hint]}}, env={})
+            build({section: {f.name: wrong}}, env={})
         assert err.value.problem == "bad_type"
         errors.append(err.value)
     for data, env in [

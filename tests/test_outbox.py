@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+from itertools import pairwise
+
 from .conftest import COORDINATOR, GROUP, populate, start_harness
 
 
@@ -56,3 +59,50 @@ async def test_messages_older_than_a_day_are_dropped_and_coordinators_told(tmp_p
     finally:
         await h.close()
         await server.close()
+
+
+GROUP2 = 700100300
+
+
+async def send_times(h, steps: int, step: timedelta) -> list[tuple[timedelta, int]]:
+    """(clock offset, target group) of each message sent while stepping the clock."""
+    start, seen, out = h.clock.now(), 0, []
+    for _ in range(steps):
+        await h.advance(seconds=step.total_seconds())
+        sent = h.fake.sent()
+        out += [(h.clock.now() - start, target) for _, target, _ in sent[seen:]]
+        seen = len(sent)
+    return out
+
+
+async def test_one_account_sends_about_one_message_a_second_across_groups(tmp_path, fake_onebot):
+    h, server = await start_harness(
+        tmp_path, fake_onebot, onebot__rate_per_minute=20, onebot__groups=[GROUP, GROUP2]
+    )
+    try:
+        await populate(h)
+        await send_times(h, 40, timedelta(seconds=1))  # the registration replies go out
+        fake_onebot.clear()
+        for i in range(3):  # replies waiting for two groups of the same account
+            await h.post_event(h.message_event(10020, f"/报送 甲群第{i}条\n正文"), settle=False)
+            await h.post_event(h.message_event(10099, "/帮助", group=GROUP2), settle=False)
+        times = await send_times(h, 40, timedelta(milliseconds=250))
+        gaps = [b[0] - a[0] for a, b in pairwise(times)]
+        assert {t for _, t in times} == {GROUP, GROUP2}
+        assert gaps and min(gaps) >= timedelta(milliseconds=750)  # 1 s with jitter
+        receipts = sum(t.count("已收到") for t in fake_onebot.texts("group", GROUP))
+        assert receipts == 3 and len(fake_onebot.texts("group", GROUP)) < 3  # still merged
+    finally:
+        await h.close()
+        await server.close()
+
+
+async def test_rate_zero_lifts_the_account_pace_too(group):
+    # the harness runs with rate_per_minute = 0: everything goes out at one instant
+    for i in range(6):
+        await group.post_event(
+            group.message_event(10020, f"/报送 不限速第{i}条\n正文"), settle=False
+        )
+        await group.post_event(group.message_event(10030, f"/报送 同时第{i}条\n正文"), settle=False)
+    await group.settle()
+    assert sum(t.count("已收到") for t in group.replies()) == 12

@@ -50,7 +50,8 @@ def test_ids_as_strings_and_negative_message_ids():
     event.update(user_id="10020", group_id="700100200", self_id=str(SELF_ID))
     parsed = parse_event(event)
     assert (parsed.user_id, parsed.group_id, parsed.message_id) == (10020, 700100200, -2147480001)
-    assert parsed.key == f"msg:{SELF_ID}:-2147480001"
+    # one delivery: account, chat, sender, id and the event's time
+    assert parsed.key == f"msg:{SELF_ID}:group:700100200:10020:-2147480001:1763956800"
 
 
 @pytest.mark.parametrize(

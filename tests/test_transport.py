@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 
-from storage.models import Draft, Outbox
+from bot.onebot import sign
+from storage.models import Draft, Outbox, Unit
 
 from .conftest import GROUP, SECRET, SELF_ID, fixture, start_harness
 
@@ -239,3 +240,66 @@ async def test_outbox_keeps_order_per_group_through_failures(group):
     assert joined.index("第一条") < joined.index("第二条") < joined.index("第三条")
     assert sum(t.count("已收到") for t in texts) == 3  # each receipt delivered once
     assert all(r.status == "sent" for r in await group.outbox())
+
+
+def with_escapes(event: dict, replacements: dict[str, str]) -> bytes:
+    """The event as JSON text, with placeholders replaced by raw JSON escapes."""
+    text = json.dumps(event, ensure_ascii=False)
+    for placeholder, escape in replacements.items():
+        text = text.replace(placeholder, escape)
+    return text.encode()
+
+
+async def test_lone_surrogates_are_cleaned_and_never_answer_500(group):
+    event = group.message_event(10020, "/报送 #SUR 标题\n正文")  # an unknown tag, echoed back
+    body = with_escapes(event, {"SUR": "\\ud800"})
+    headers = {"X-Self-ID": str(SELF_ID), "X-Signature": sign(SECRET, body)}
+    assert await group.post_raw(body, headers) == 204
+    assert await group.post_raw(body, headers) == 204  # the retry is a redelivery
+    await group.settle()
+    [refusal] = group.replies()
+    assert "#\ufffd" in refusal  # the broken character shown as �, the rest intact
+    # a card name with a lone surrogate: that member's messages keep working
+    event = group.message_event(10020, "/报送 卡片名损坏\n正文", name="CARD")
+    body = with_escapes(event, {"CARD": "李\\udc00明"})
+    assert await group.post_raw(body, headers | {"X-Signature": sign(SECRET, body)}) == 204
+    await group.settle()
+    assert "已收到 城关镇《卡片名损坏》" in group.last_reply()
+
+
+async def test_an_event_that_fails_even_its_refusal_answers_500_once(group, monkeypatch):
+    from bot.context import Context
+
+    def broken(self, text):
+        raise RuntimeError("the outbox is unwritable")
+
+    monkeypatch.setattr(Context, "reply_text", broken)
+    event = group.message_event(10020, "/报送 #未知标签 标题\n正文")
+    assert await group.post_event(event) == 500
+    assert await group.post_event(event) == 204  # the retry is dropped, not failed again
+    assert any(
+        k.endswith(f":{event['message_id']}:{event['time']}") for k in await group.processed_keys()
+    )
+
+
+async def test_ids_are_integers_or_digit_strings_only(group):
+    units = await group.count(Unit)
+    for bad in (10001.9, " 1_0001 ", "1_0001", "１０００１", True, "10001.0"):
+        event = group.message_event(10001, "/添加单位 冒名镇")
+        event["user_id"] = bad
+        event["sender"]["user_id"] = bad
+        body, headers = signed(event)
+        assert await group.post_raw(body, headers) == 400, bad
+    body, headers = signed(group.message_event(10001, "/添加单位 冒名镇"))
+    assert await group.post_raw(body, headers | {"X-Self-ID": "3_300_000_001"}) == 400
+    assert await group.count(Unit) == units
+    # an @-mention whose qq is not a plain number is no mention
+    await group.say(
+        10001,
+        [
+            {"type": "text", "data": {"text": "/登记 "}},
+            {"type": "at", "data": {"qq": "1_0030"}},
+            {"type": "text", "data": {"text": " 城关镇"}},
+        ],
+    )
+    assert "格式" in group.last_reply()

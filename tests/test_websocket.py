@@ -10,7 +10,7 @@ import pytest
 
 from storage.models import Draft
 
-from .conftest import GROUP, SELF_ID, fixture, start_harness
+from .conftest import GROUP, SELF_ID, fixture, start_harness, until
 
 
 @pytest.fixture
@@ -94,7 +94,8 @@ async def test_new_connection_replaces_old_and_old_cleanup_keeps_new(ws_bot):
     await old.receive()  # the server closes the replaced socket
     assert old.closed
     await asyncio.sleep(0)
-    assert SELF_ID in ws_bot.bot.ws_hub.peers and not ws_bot.bot.ws_hub.peers[SELF_ID].ws.closed
+    peer = ws_bot.bot.onebot_api.peer_for(SELF_ID)
+    assert peer is not None and not peer.ws.closed
     await new.close()
 
 
@@ -109,3 +110,37 @@ async def test_no_socket_means_outbox_keeps_the_message_for_later(ws_bot):
     assert len(rows) == 3
     assert all(r.status == "pending" and r.next_attempt_at is not None for r in rows[:1])
     assert all(r.status == "pending" and r.sent_at is None for r in rows)
+
+
+async def test_a_100k_deep_frame_is_skipped_and_the_socket_stays_open(ws_bot):
+    url = ws_bot.base.replace("http", "ws") + "/onebot/v11/ws"
+    headers = {"X-Self-ID": str(SELF_ID), "Authorization": "Bearer tok"}
+    async with ws_bot.client.ws_connect(url, headers=headers) as ws:
+        calls: list[dict] = []
+        responder = asyncio.create_task(answer_api_calls(ws, calls, asyncio.Event()))
+        await ws.send_str("[" * 100_000 + "]" * 100_000)
+        await ws.send_str('{"post_type": "message", "message": ')
+        event = fixture("group_message_array.json")
+        event["message"][0]["data"]["text"] = "/报送 深帧之后SUR\n正文"
+        await ws.send_str(json.dumps(event, ensure_ascii=False).replace("SUR", "\\ud800"))
+        await until(
+            lambda: any("深帧之后" in json.dumps(c, ensure_ascii=False) for c in calls), ws_bot
+        )
+        assert not ws.closed
+        responder.cancel()
+    [draft] = await ws_bot.drafts()
+    assert draft.title == "深帧之后\ufffd"
+
+
+async def test_without_a_token_a_local_implementation_may_connect(tmp_path, fake_onebot):
+    harness, server = await start_harness(tmp_path, fake_onebot, onebot__api_url="")
+    try:
+        url = harness.base.replace("http", "ws") + "/onebot/v11/ws"
+        async with harness.client.ws_connect(url, headers={"X-Self-ID": str(SELF_ID)}) as ws:
+            assert not ws.closed
+        with pytest.raises(aiohttp.WSServerHandshakeError) as err:
+            await harness.client.ws_connect(url, headers={"X-Self-ID": "33_000"})
+        assert err.value.status == 400
+    finally:
+        await harness.client.close()
+        await server.close()
