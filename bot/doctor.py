@@ -8,6 +8,7 @@ WebSocket client later) can be checked the same way.
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import logging
 from dataclasses import dataclass, field
@@ -24,8 +25,9 @@ from storage.db import make_engine
 
 from .clock import Clock
 from .config import Config, ConfigError, database_url, load
+from .onebot import Event
 from .rules import load_rules
-from .transport import ApiResult, HttpApi, Transport
+from .transport import ApiResult, ForwardWs, HttpApi, OneBotApi, Transport
 from .workdays import WorkCalendar
 
 log = logging.getLogger(__name__)
@@ -79,7 +81,9 @@ async def diagnose(
         await check_database(config),
         check_calendar(config, today),
     ]
-    if api is None and config.onebot.api_url:
+    if api is None and not config.onebot.api_url and config.onebot.ws_url:
+        checks += await _through_forward_ws(config)
+    elif api is None and config.onebot.api_url:
         timeout = float(config.onebot.api_timeout_seconds)
         http = HttpApi(config.onebot.api_url, config.onebot.access_token, timeout)
         try:
@@ -91,6 +95,30 @@ async def diagnose(
     else:
         checks.append(Check("api_skipped", "warn"))
     return checks
+
+
+async def _through_forward_ws(config: Config) -> list[Check]:
+    """The API checks over the first forward WebSocket (`ws_url`), connected as `run` does."""
+    timeout = float(config.onebot.api_timeout_seconds)
+    api = OneBotApi(timeout)
+    connected = asyncio.Event()
+
+    async def ignore(_event: Event) -> None:
+        return None
+
+    async def on_connect() -> None:
+        connected.set()
+
+    ws = ForwardWs(config.onebot.ws_url[0], config.onebot.access_token, api, ignore, on_connect)
+    ws.start()
+    try:
+        async with asyncio.timeout(timeout):
+            await connected.wait()
+        return await check_onebot(config, api)
+    except TimeoutError:
+        return [Check("api", "fail", {"why": "unreachable", "via": "ws_url"})]
+    finally:
+        await ws.stop()
 
 
 def check_placeholders(config: Config) -> Check:

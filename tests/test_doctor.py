@@ -35,9 +35,23 @@ class FakeImplementation:
     async def handle(self, request: web.Request) -> web.Response:
         if self.token and request.headers.get("Authorization") != f"Bearer {self.token}":
             return web.json_response({"status": "failed", "retcode": 403}, status=403)
-        action = request.match_info["action"]
+        return web.json_response(self.answer(request.match_info["action"], await request.json()))
+
+    async def socket(self, request: web.Request) -> web.WebSocketResponse:
+        """The same API as a forward WebSocket server (NapCat's, Lagrange's)."""
+        if self.token and request.headers.get("Authorization") != f"Bearer {self.token}":
+            raise web.HTTPUnauthorized()
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        async for msg in ws:
+            frame = msg.json()
+            await ws.send_json(
+                {**self.answer(frame["action"], frame["params"]), "echo": frame["echo"]}
+            )
+        return ws
+
+    def answer(self, action: str, params: dict) -> dict:
         self.calls.append(action)
-        params = await request.json()
         data = {
             "get_login_info": {"user_id": ACCOUNT, "nickname": "信息机器人"},
             "get_group_list": [{"group_id": str(g)} for g in self.members],  # ids as strings
@@ -46,8 +60,8 @@ class FakeImplementation:
             ],
         }.get(action)
         if data is None:
-            return web.json_response({"status": "failed", "retcode": 1404, "data": None})
-        return web.json_response({"status": "ok", "retcode": 0, "data": data})
+            return {"status": "failed", "retcode": 1404, "data": None}
+        return {"status": "ok", "retcode": 0, "data": data}
 
 
 @pytest.fixture
@@ -55,6 +69,7 @@ async def implementation():
     fake = FakeImplementation()
     app = web.Application()
     app.router.add_post("/{action}", fake.handle)
+    app.router.add_get("/ws", fake.socket)
     server = TestServer(app)
     await server.start_server()
     fake.url = str(server.make_url("")).rstrip("/")
@@ -65,6 +80,7 @@ async def implementation():
 def write_config(tmp_path: Path, **onebot: str) -> Path:
     settings = {
         "api_url": "",
+        "ws_url": "",
         "access_token": TOKEN,
         "secret": "",
         "listen": "127.0.0.1:8080",
@@ -77,6 +93,7 @@ def write_config(tmp_path: Path, **onebot: str) -> Path:
         f'[bot]\ndatabase = "sqlite+aiosqlite:///{tmp_path / "bot.db"}"\n'
         f'listen = "{settings["listen"]}"\ncoordinators = {settings["coordinators"]}\n'
         f'[onebot]\ngroups = {settings["groups"]}\napi_url = "{settings["api_url"]}"\n'
+        f'ws_url = "{settings["ws_url"]}"\n'
         f'access_token = "{settings["access_token"]}"\nsecret = "{settings["secret"]}"\n',
         encoding="utf-8",
     )
@@ -107,7 +124,12 @@ async def test_good_config_passes_every_check(tmp_path, implementation):
     assert line(lines, "数据库").startswith("【通过】")
     assert line(lines, "工作日历").startswith("【通过】 工作日历已包含2025年和2026年")
     assert lines[-1] == "检查完毕：0项失败，0项需注意。可以运行 xinxibot run。"
-    assert implementation.calls == ["get_login_info", "get_group_list", "get_group_member_list"]
+    # (the connection asks get_login_info itself first, as `run` does)
+    assert implementation.calls[-3:] == [
+        "get_login_info",
+        "get_group_list",
+        "get_group_member_list",
+    ]
 
 
 async def test_broken_config_fails_with_one_line_per_problem(tmp_path, implementation):
@@ -154,8 +176,25 @@ async def test_unreachable_api_and_missing_api_url(tmp_path):
     assert line(lines, "OneBot 接口").startswith("【失败】 无法连接 OneBot 接口")
     assert checks[-1].what == "api"  # no group checks without an account
     lines, checks = await report(write_config(tmp_path, api_url=""))
-    assert line(lines, "api_url").startswith("【注意】 未配置 [onebot] api_url，本次跳过")
+    assert line(lines, "api_url").startswith("【注意】 未配置 [onebot] api_url 和 ws_url，本次跳过")
     assert not any(c.outcome == "fail" for c in checks)
+    lines, checks = await report(write_config(tmp_path, ws_url=f"ws://127.0.0.1:{closed}/"))
+    assert line(lines, "WebSocket").startswith(
+        "【失败】 无法连接 OneBot 正向 WebSocket（[onebot] ws_url）"
+    )
+
+
+async def test_forward_websocket_only_config_is_checked_over_the_socket(tmp_path, implementation):
+    ws_url = implementation.url.replace("http://", "ws://") + "/ws"
+    lines, _ = await report(write_config(tmp_path, ws_url=ws_url))
+    assert line(lines, "OneBot 接口可用").endswith(f"账号 {ACCOUNT}（信息机器人）。")
+    assert line(lines, f"群 {GROUP}").startswith("【通过】 机器人账号在群")
+    # (the connection asks get_login_info itself first, as `run` does)
+    assert implementation.calls[-3:] == [
+        "get_login_info",
+        "get_group_list",
+        "get_group_member_list",
+    ]
 
 
 async def test_database_and_calendar_states(tmp_path):
