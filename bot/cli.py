@@ -204,21 +204,26 @@ def cmd_rescore(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from datetime import date, datetime, timedelta
+    from datetime import date, datetime
 
-    from handlers.export import write_workbook
+    from handlers import ROUTERS
+    from handlers.standings import export_workbook
     from storage.standings import period_containing
 
+    from .app import BotApp
+
     config = _load_config(args.config)
-    day = date.fromisoformat(args.date) if args.date else date.today()
+    bot = BotApp(config, ROUTERS)
+    day = date.fromisoformat(args.date) if args.date else bot.clock.now().date()
+    # --date is a day inside the period: the whole period, up to now while it runs
     period = period_containing(PERIODS[args.period], datetime.combine(day, datetime.min.time()))
-    end = min(period.end, datetime.combine(day, datetime.min.time()) + timedelta(days=1))
 
     async def work(db):
-        async with db.reader() as s:
-            return await write_workbook(
-                db, s, config.bot.county, period.start, end, Path.cwd(), Path(args.out)
-            )
+        try:
+            async with db.reader() as s:
+                return await export_workbook(bot, s, period, Path(args.out))
+        finally:
+            await bot.db.close()
 
     path = _run_with_db(config, work)
     say("export_done", path=path)
@@ -285,13 +290,18 @@ def cmd_units_import(args: argparse.Namespace) -> int:
         result = _run_with_db(
             config,
             lambda db: import_units(
-                db, path, datetime.now(config.tz).replace(tzinfo=None), args.skip_bad
+                db,
+                path,
+                datetime.now(config.tz).replace(tzinfo=None),
+                config.units.classes,
+                args.skip_bad,
             ),
         )
     except (OSError, ValueError):
         say("import_unreadable", path=path)
         return 2
-    say("import_report", result=result, path=path, skip_bad=args.skip_bad)
+    say("import_report", result=result, path=path, skip_bad=args.skip_bad,
+        classes=config.units.classes)  # fmt: skip
     return 1 if result.problems and not result.imported else 0
 
 

@@ -232,6 +232,27 @@ class QuotasSection:
     escalate_after: int = field(default=3, metadata=rule(_positive))
 
 
+def _valid_classes(v: list[str]) -> str | None:
+    return _check(
+        all(c.strip() and " " not in c for c in v) and len(set(v)) == len(v),
+        "classes",
+    )
+
+
+@dataclass
+class UnitsSection:
+    # 类别: units of one class are ranked together when [standings] by_class is on
+    classes: list[str] = field(
+        default_factory=lambda: ["乡镇", "一类部门", "二类部门", "直报点"],
+        metadata=rule(_valid_classes),
+    )
+
+
+@dataclass
+class StandingsSection:
+    by_class: bool = False  # rank each class separately (standings, reports, 评比, exports)
+
+
 @dataclass
 class Config:
     bot: BotSection = field(default_factory=BotSection)
@@ -241,6 +262,8 @@ class Config:
     limits: LimitsSection = field(default_factory=LimitsSection)
     files: FilesSection = field(default_factory=FilesSection)
     quotas: QuotasSection = field(default_factory=QuotasSection)
+    units: UnitsSection = field(default_factory=UnitsSection)
+    standings: StandingsSection = field(default_factory=StandingsSection)
     # Where the file was read from; relative paths in it resolve against its folder.
     base_dir: Path = field(default_factory=Path.cwd, compare=False)
     # The file itself (None: defaults and environment only); never served as an upload.

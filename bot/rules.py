@@ -61,6 +61,8 @@ class Rules:
     excellent_top: int
     min_year_points: float
     zero_months_warn: int
+    missed_limit: int = 0  # targeted 约稿 left unanswered in a year before the sanction; 0: off
+    missed_action: str = "flag"  # flag: named in the yearly 评比; zero: its points count 0 there
     source: str = field(default="", compare=False)
 
     def outlet(self, word: str) -> Outlet | None:
@@ -77,7 +79,12 @@ class Rules:
         return next((o for o in self.outlets if o.name == name), None)
 
 
-SCHEMA: dict[str, dict[str, type]] = {
+MISSED_ACTIONS = ("flag", "zero")
+# Keys added after counties wrote their files: optional, with these values when absent.
+OPTIONAL: dict[str, Any] = {"topic.missed_limit": 0, "topic.missed_action": "flag"}
+
+# A key's type: a number type, or a tuple of the words allowed.
+SCHEMA: dict[str, dict[str, type | tuple[str, ...]]] = {
     "forwarded": {"province": float, "national": float},
     "instruction": {
         "national": float,
@@ -86,12 +93,25 @@ SCHEMA: dict[str, dict[str, type]] = {
         "county": float,
         "main_leader_extra": float,
     },
-    "topic": {"answered_adopted_bonus": float, "missed_penalty": float},
+    "topic": {
+        "answered_adopted_bonus": float,
+        "missed_penalty": float,
+        "missed_limit": int,
+        "missed_action": MISSED_ACTIONS,
+    },
     "base": {"monthly_quota_met": float},
     "bonus": {"research_multiplier": float, "urgent_on_time": float, "urgent_window_hours": float},
     "penalty": {"urgent_late": float},
     "thresholds": {"excellent_top": int, "min_year_points": float, "zero_months_warn": int},
 }
+
+
+def _value(key: str, value: Any, kind: type | tuple[str, ...]) -> Any:
+    if isinstance(kind, tuple):
+        if value not in kind:
+            raise RuleError(key, "bad_value", "one_of", value, kind)
+        return value
+    return _number(key, value, kind)
 
 
 def _number(key: str, value: Any, kind: type) -> float | int:
@@ -160,9 +180,17 @@ def parse_rules(data: dict[str, Any], source: str = "") -> Rules:
             if key not in keys:
                 raise RuleError(f"{section}.{key}", "unknown_key", value=key, choices=list(keys))
         for key, kind in keys.items():
-            if key not in table:
-                raise RuleError(f"{section}.{key}", "missing", "number")
-            values[f"{section}.{key}"] = _number(f"{section}.{key}", table[key], kind)
+            full = f"{section}.{key}"
+            if key in table:
+                values[full] = _value(full, table[key], kind)
+            elif full in OPTIONAL:
+                values[full] = OPTIONAL[full]
+            else:
+                raise RuleError(full, "missing", "number")
+    if values["topic.missed_limit"] < 0:
+        raise RuleError(
+            "topic.missed_limit", "bad_value", "non_negative", values["topic.missed_limit"]
+        )
     return Rules(
         version=version,
         outlets=tuple(outlets),
@@ -179,6 +207,8 @@ def parse_rules(data: dict[str, Any], source: str = "") -> Rules:
         excellent_top=values["thresholds.excellent_top"],
         min_year_points=values["thresholds.min_year_points"],
         zero_months_warn=values["thresholds.zero_months_warn"],
+        missed_limit=values["topic.missed_limit"],
+        missed_action=values["topic.missed_action"],
         source=source,
     )
 

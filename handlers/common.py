@@ -3,23 +3,52 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
+from datetime import datetime
 
 from bot.context import Context, Refusal
 from bot.router import Command, normalize
+from storage import standings as st
 from storage.models import Draft, Role, Unit
 
+
+@dataclass(frozen=True)
+class PeriodWord:
+    kind: str  # week / month / quarter / year
+    back: int = 0  # 0: the period now running; 1: the one just closed
+
+
+# The one table of period words (/排行, /通报, /导出, /设任务).
 PERIOD_WORDS = {
-    "周": "week",
-    "本周": "week",
-    "月": "month",
-    "本月": "month",
-    "月度": "month",
-    "季": "quarter",
-    "季度": "quarter",
-    "年": "year",
-    "年度": "year",
-    "全年": "year",
+    "周": PeriodWord("week"),
+    "本周": PeriodWord("week"),
+    "上周": PeriodWord("week", 1),
+    "月": PeriodWord("month"),
+    "本月": PeriodWord("month"),
+    "月度": PeriodWord("month"),
+    "上月": PeriodWord("month", 1),
+    "季": PeriodWord("quarter"),
+    "季度": PeriodWord("quarter"),
+    "本季": PeriodWord("quarter"),
+    "本季度": PeriodWord("quarter"),
+    "上季": PeriodWord("quarter", 1),
+    "上季度": PeriodWord("quarter", 1),
+    "年": PeriodWord("year"),
+    "年度": PeriodWord("year"),
+    "全年": PeriodWord("year"),
+    "本年": PeriodWord("year"),
+    "今年": PeriodWord("year"),
+    "去年": PeriodWord("year", 1),
+    "上年": PeriodWord("year", 1),
+    "上年度": PeriodWord("year", 1),
 }
+
+
+def period_of(word: PeriodWord, now: datetime) -> st.Period:
+    """The period a word names at `now`: the running one, or the one just closed."""
+    period = st.period_containing(word.kind, now)
+    return st.previous(period) if word.back else period
+
 
 _DRAFT_NO = re.compile(r"^[Gg]?(\d{1,12})$")
 _FULLWIDTH_ALNUM = str.maketrans(
@@ -60,6 +89,8 @@ def require_own_unit(ctx: Context, draft: Draft) -> None:
 
 async def unit_arg(ctx: Context, text: str) -> Unit:
     unit = await ctx.repo.units.find(text)
+    if unit is None and (retired := await ctx.repo.units.find_any(text)) is not None:
+        raise Refusal("unit_retired.txt.j2", unit=retired)
     if unit is None:
         raise Refusal(
             "unit_unknown.txt.j2", name=text, suggestions=await ctx.repo.units.suggest(text)

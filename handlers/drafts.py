@@ -64,10 +64,6 @@ def month_start(now: datetime) -> datetime:
     return now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
 
 
-def next_month(start: datetime) -> datetime:
-    return (start + timedelta(days=32)).replace(day=1)
-
-
 async def check_flood(ctx: Context) -> None:
     limit = ctx.app.config.limits.drafts_per_hour
     if (
@@ -97,7 +93,8 @@ class Attachment:
 
 @dataclass(frozen=True)
 class Receipt:
-    """What the submitter is told: the draft's number and its rank in the unit's month."""
+    """What the submitter is told: the draft's number and its piece's rank in the unit's
+    month of first submission (a revision keeps the rank of the piece it revises)."""
 
     draft: Draft
     unit: str
@@ -160,8 +157,7 @@ async def submit_draft(
 
 async def receipt(ctx: Context, draft: Draft) -> Receipt:
     unit = await ctx.repo.units.get(draft.unit_id)
-    start = month_start(draft.submitted_at)
-    nth = await ctx.repo.drafts.count_in(draft.unit_id, start, next_month(start))
+    nth = await ctx.repo.drafts.piece_position(draft, month_start(draft.piece_at))
     note = None
     if draft.topic_ref:  # a draft for a closed or unknown topic is still accepted, with a note
         topic = await ctx.repo.topics.get(int(draft.topic_ref[1:]))
@@ -175,6 +171,7 @@ async def withdraw(ctx: Context, draft: Draft) -> None:
     if draft.status not in (DraftStatus.submitted, DraftStatus.awaiting_file):
         raise Refusal("withdraw_too_late.txt.j2", draft=draft)
     draft.status = DraftStatus.withdrawn
+    await ctx.repo.drafts.reinstate_previous(draft)
     await ctx.repo.drafts.record(draft, "withdraw", ctx.member, ctx.now)
 
 

@@ -1,7 +1,10 @@
-"""Quotas (目标任务) and reminders to lagging units (催报).
+"""Quotas (目标任务), reminders to lagging units (催报) and exemptions (暂停催报).
 
-A unit lags when its progress is below its target pro-rated by the working
-days elapsed in the period, by more than the configured tolerance. The
+A unit is judged only on its own working days: from the day it was added,
+until it was retired, outside its exemptions. Its target for a period is
+pro-rated by those days (`due`); it lags when its progress is below the target
+pro-rated by those of them already elapsed, by more than the configured
+tolerance. Exempt and retired units are never reminded. The
 reminder schedule comes from `schedule.quota_reminders`; each run posts one
 group message @-mentioning the officers of lagging units, sends each
 coordinator a digest (with units to call after `escalate_after` lagging runs
@@ -18,8 +21,9 @@ from typing import TYPE_CHECKING
 
 from bot.context import Context, Refusal
 from bot.router import COORDINATORS, OFFICERS, Command, Router, normalize
+from bot.timeparse import DeadlineError, parse_deadline
 from storage import standings as st
-from storage.models import Quota, Role, Unit
+from storage.models import Exemption, Quota, Role, Unit
 from storage.queries import Repo
 
 from . import topics
@@ -44,19 +48,28 @@ class Progress:
     quota: Quota
     period: st.Period
     done: float
-    expected: float  # the target pro-rated by working days elapsed
+    due: float  # the target pro-rated by the working days the unit is judged on
+    expected: float  # the target pro-rated by those days already elapsed
 
     @property
     def target(self) -> float:
         return self.quota.target
 
     @property
+    def prorated(self) -> bool:
+        return self.due != self.target
+
+    @property
     def percent(self) -> int:
-        return int(self.done * 100 // self.target) if self.target else 100
+        return int(self.done * 100 // self.due) if self.due else 100
 
     @property
     def needed(self) -> float:
-        return max(self.target - self.done, 0)
+        return max(self.due - self.done, 0)
+
+    @property
+    def met(self) -> bool:
+        return self.done >= self.due
 
 
 def effective(quotas: list[Quota], unit: Unit) -> dict[tuple[str, str], Quota]:
@@ -72,33 +85,65 @@ def effective(quotas: list[Quota], unit: Unit) -> dict[tuple[str, str], Quota]:
     return {key: q for key, q in chosen.items() if q.target > 0}
 
 
-def expected_share(app: BotApp, period: st.Period, at: datetime) -> float:
-    """Share of the period's working days elapsed before `at`'s day."""
-    cal = app.calendar
-    total = cal.workdays_between(period.start.date(), period.end.date())
-    elapsed = cal.workdays_between(period.start.date(), min(at, period.end).date())
-    return elapsed / total if total else 1.0
+ONE_DAY = timedelta(days=1)
+
+
+class WorkingDays:
+    """The working days of one period, counted in O(1) for any span of it."""
+
+    def __init__(self, app: BotApp, period: st.Period) -> None:
+        self.start = period.start.date()
+        days = (period.end.date() - self.start).days
+        self.before = [0]  # working days before the i-th day of the period
+        for i in range(days):
+            day = self.start + timedelta(days=i)
+            self.before.append(self.before[-1] + app.calendar.is_workday(day))
+        self.total = self.before[-1]
+
+    def between(self, first: date, end: date) -> int:
+        """Working days in [first, end), clipped to the period."""
+        a = min(max((first - self.start).days, 0), len(self.before) - 1)
+        b = min(max((end - self.start).days, 0), len(self.before) - 1)
+        return max(self.before[b] - self.before[a], 0)
+
+    def judged(self, unit: Unit, exemptions: list[Exemption], end: date) -> int:
+        """The unit's judged working days before `end`: from the day it was added, before
+        the day it was retired, outside its exemptions."""
+        if unit.retired_at is not None:
+            end = min(end, unit.retired_at.date())
+        first = unit.created_at.date()
+        days = self.between(first, end)
+        for e in exemptions:
+            days -= self.between(max(first, e.starts_at.date()), min(end, e.last_day() + ONE_DAY))
+        return days
 
 
 async def progress(
     app: BotApp, repo: Repo, at: datetime, unit_ids: set[int] | None = None
 ) -> list[Progress]:
-    """Every (unit, quota) in force at `at`, with the period's figures up to `at`."""
+    """Every (unit, quota) in force at `at`, with the period's figures up to `at`, for the
+    units that existed in the period (retired ones too: the doors that remind skip them)."""
     quotas = await repo.quotas.active_at(at)
-    units = [u for u in await repo.units.all_active() if unit_ids is None or u.id in unit_ids]
-    # figures and expected share, once per period kind (the same for every unit)
-    periods: dict[str, tuple[dict[int, st.UnitStanding], float]] = {}
+    year = st.period_containing("year", at - timedelta(microseconds=1))
+    units = await repo.units.existing(year.start, st.shown_until(year, at))
+    exemptions: dict[int, list[Exemption]] = {}
+    for e in await repo.exemptions.overlapping(year.start.date(), at.date() + ONE_DAY):
+        exemptions.setdefault(e.unit_id, []).append(e)
+    # figures and working days, once per period kind (the same for every unit)
+    periods: dict[str, tuple[dict[int, st.UnitStanding], WorkingDays]] = {}
     out = []
     for unit in units:
+        if unit_ids is not None and unit.id not in unit_ids:
+            continue
         for (period_kind, metric), quota in sorted(effective(quotas, unit).items(), key=_order):
             period = st.period_containing(period_kind, at - timedelta(microseconds=1))
+            end = st.shown_until(period, at)
+            if unit.created_at >= end or (unit.retired_at or end) <= period.start:
+                continue  # not in this period
             if period_kind not in periods:
-                rows = await st.standings(app.db, period.start, min(at, period.end))
-                periods[period_kind] = (
-                    {r.unit_id: r for r in rows},
-                    expected_share(app, period, at),
-                )
-            figures, share = periods[period_kind]
+                rows = await st.standings(app.db, period.start, end)
+                periods[period_kind] = ({r.unit_id: r for r in rows}, WorkingDays(app, period))
+            figures, days = periods[period_kind]
             row = figures.get(unit.id)
             done = (
                 0.0
@@ -109,8 +154,17 @@ async def progress(
                     "points": row.points,
                 }[metric]
             )
-            out.append(Progress(unit, quota, period, done, quota.target * share))
+            own = exemptions.get(unit.id, [])
+            share = quota.target / days.total if days.total else 0.0
+            due = round(share * days.judged(unit, own, period.end.date()), 6)
+            expected = round(share * days.judged(unit, own, min(at, period.end).date()), 6)
+            out.append(Progress(unit, quota, period, done, due, expected))
     return out
+
+
+async def completion(app: BotApp, repo: Repo, month: st.Period) -> list[Progress]:
+    """The monthly quotas of a finished month, per unit that existed in it."""
+    return [p for p in await progress(app, repo, month.end) if p.quota.period == "month"]
 
 
 def _order(item: tuple[tuple[str, str], Quota]) -> tuple[int, int]:
@@ -124,6 +178,18 @@ def _order(item: tuple[tuple[str, str], Quota]) -> tuple[int, int]:
 def lagging(app: BotApp, p: Progress) -> bool:
     tolerance = app.config.quotas.tolerance_percent / 100
     return p.done < p.expected * (1 - tolerance)
+
+
+async def remindable(ctx: Context, rows: list[Progress]) -> tuple[list[Progress], dict]:
+    """The rows of units that may be reminded now (not retired, not exempt), and the
+    exemptions in force by unit."""
+    exempt = await ctx.repo.exemptions.active(ctx.now)
+    return [p for p in rows if p.unit.active and p.unit.id not in exempt], exempt
+
+
+async def exempt_names(ctx: Context, exempt: dict[int, Exemption]) -> list[tuple[str, Exemption]]:
+    units = {u.id: u.name for u in await ctx.repo.units.all_active()}
+    return [(units[uid], e) for uid, e in exempt.items() if uid in units]
 
 
 # ------------------------------------------------------------------ operations
@@ -152,7 +218,7 @@ async def remind_lagging(ctx: Context, stage: str) -> dict:
     Returns what happened: lagging units, units reminded, whether all were already today."""
     app, repo, now = ctx.app, ctx.repo, ctx.now
     day = now.date().isoformat()
-    rows = await progress(app, repo, now)
+    rows, exempt = await remindable(ctx, await progress(app, repo, now))
     units_with_quota = {p.unit.id for p in rows}
     behind = [p for p in rows if lagging(app, p)]
     lagging_units = {p.unit.id for p in behind}
@@ -179,7 +245,7 @@ async def remind_lagging(ctx: Context, stage: str) -> dict:
     if fresh:
         await ctx.tell_coordinators(
             "quota_digest.txt.j2", rows=fresh, now=now, escalate=escalate, orphans=orphans,
-            escalate_after=app.config.quotas.escalate_after,
+            escalate_after=app.config.quotas.escalate_after, exempt=await exempt_names(ctx, exempt),
         )  # fmt: skip
         for p in fresh:
             repo.reminders.log("quota", p.quota.id, [p.unit.id], stage, now)
@@ -195,11 +261,36 @@ async def award_base_points(ctx: Context, month: st.Period) -> None:
     dated the month's last second (counted in the month it was earned)."""
     at = month.end - timedelta(seconds=1)
     rules = ctx.app.rules
-    for p in await progress(ctx.app, ctx.repo, month.end):
-        if p.quota.period == "month" and p.quota.metric == "submitted" and p.done >= p.target:
+    for p in await completion(ctx.app, ctx.repo, month):
+        if p.quota.metric == "submitted" and p.met:
             ctx.repo.reviews.add_points(
                 p.unit.id, None, "base", p.quota.id, rules.monthly_quota_met, rules.version, at
             )
+
+
+async def exempt_unit(ctx: Context, unit: Unit, until: date, reason: str | None) -> Exemption:
+    """Exempt `unit` from reminders from now through the day `until` (暂停催报); an exemption
+    in force is replaced (and kept). Its quotas leave out the exempt working days."""
+    if not unit.active:
+        raise Refusal("unit_retired.txt.j2", unit=unit)
+    if until < ctx.now.date():
+        raise Refusal("exempt_bad_date.txt.j2", text=until.isoformat())
+    current = await ctx.repo.exemptions.current(unit.id, ctx.now)
+    if current is not None:
+        ctx.repo.exemptions.end(current, ctx.member, ctx.now)
+    return await ctx.repo.exemptions.add(
+        Exemption(unit_id=unit.id, starts_at=ctx.now, until=until, reason=reason,
+                  created_by=ctx.member.id if ctx.member else None)
+    )  # fmt: skip
+
+
+async def end_exemption(ctx: Context, unit: Unit) -> Exemption:
+    """/恢复催报: end the unit's exemption now (kept as history)."""
+    current = await ctx.repo.exemptions.current(unit.id, ctx.now)
+    if current is None:
+        raise Refusal("exempt_none.txt.j2", unit=unit.name)
+    ctx.repo.exemptions.end(current, ctx.member, ctx.now)
+    return current
 
 
 # ------------------------------------------------------------------ chat commands
@@ -210,7 +301,8 @@ async def set_quota_command(ctx: Context, cmd: Command) -> None:
     if len(cmd.words) != 4:
         raise usage(ctx, "设任务")
     who, period_word, metric_word, amount = cmd.words
-    period, metric = PERIOD_WORDS.get(period_word), METRICS.get(metric_word)
+    word, metric = PERIOD_WORDS.get(period_word), METRICS.get(metric_word)
+    period = word.kind if word is not None and not word.back else None
     if period in (None, "week") or metric is None:
         raise Refusal(
             "quota_bad_words.txt.j2",
@@ -245,12 +337,13 @@ async def show_quota(ctx: Context, cmd: Command) -> None:
     elif cmd.words:
         unit = await unit_arg(ctx, cmd.rest)
     else:
-        rows = await progress(ctx.app, ctx.repo, ctx.now)
+        rows, exempt = await remindable(ctx, await progress(ctx.app, ctx.repo, ctx.now))
         ctx.reply(
             "quota_overview.txt.j2",
             rows=[p for p in rows if lagging(ctx.app, p)],
             total=len({p.unit.id for p in rows}),
             now=ctx.now,
+            exempt=await exempt_names(ctx, exempt),
         )
         return
     rows = await progress(ctx.app, ctx.repo, ctx.now, {unit.id})
@@ -262,6 +355,7 @@ async def show_quota(ctx: Context, cmd: Command) -> None:
         lagging=[lagging(ctx.app, p) for p in rows],
         last=last,
         now=ctx.now,
+        exemption=await ctx.repo.exemptions.current(unit.id, ctx.now),
     )
 
 
@@ -274,6 +368,28 @@ async def remind_command(ctx: Context, cmd: Command) -> None:
     outcome = await remind_lagging(ctx, "manual")
     if not ctx.in_group or outcome["reminded"] == 0:
         ctx.reply("quota_remind_result.txt.j2", **outcome)
+
+
+@router.command("暂停催报", aliases=("exempt",), roles=COORDINATORS)
+async def exempt_command(ctx: Context, cmd: Command) -> None:
+    if len(cmd.words) < 2:
+        raise usage(ctx, "暂停催报")
+    unit = await unit_arg(ctx, cmd.words[0])
+    try:  # a date: compared with the start of today, so today itself is accepted
+        until = parse_deadline(cmd.words[1], datetime.combine(ctx.now.date(), time.min)).date()
+    except DeadlineError:
+        raise Refusal("exempt_bad_date.txt.j2", text=cmd.words[1]) from None
+    row = await exempt_unit(ctx, unit, until, " ".join(cmd.words[2:]) or None)
+    ctx.reply("exempted.txt.j2", unit=unit.name, exemption=row)
+
+
+@router.command("恢复催报", aliases=("unexempt",), roles=COORDINATORS)
+async def end_exemption_command(ctx: Context, cmd: Command) -> None:
+    if not cmd.words:
+        raise usage(ctx, "恢复催报")
+    unit = await unit_arg(ctx, cmd.rest)
+    await end_exemption(ctx, unit)
+    ctx.reply("exemption_ended.txt.j2", unit=unit.name)
 
 
 # ------------------------------------------------------------------ scheduled

@@ -1,4 +1,4 @@
-"""Units and officers: /登记 /绑定 /同意 /拒绝 /注销 /单位 /添加单位."""
+"""Units and officers: /登记 /绑定 /同意 /拒绝 /注销 /单位 /添加单位 /设类别 /停用单位."""
 
 from __future__ import annotations
 
@@ -122,15 +122,47 @@ async def retire_officer(ctx: Context, member: Member) -> Unit:
 
 
 async def add_unit(
-    ctx: Context, name: str, kind: UnitKind | None, aliases: Iterable[str] = ()
+    ctx: Context,
+    name: str,
+    kind: UnitKind | None,
+    aliases: Iterable[str] = (),
+    klass: str | None = None,
 ) -> tuple[Unit, list[str]]:
-    """Add a unit (its kind guessed from the name when None); returns it and its aliases."""
+    """Add a unit (its kind guessed from the name when None) of class `klass` (one of
+    `[units] classes`); returns it and its aliases. It is judged from now on."""
     aliases = list(dict.fromkeys(a for a in aliases if a != name))
     taken = await ctx.repo.units.name_taken([name, *aliases])
     if taken is not None:
         raise Refusal("unit_exists.txt.j2", name=taken)
-    unit = await ctx.repo.units.create(name, kind or guess_kind(name), aliases, ctx.now)
+    if klass is not None:
+        check_class(ctx, klass)
+    unit = await ctx.repo.units.create(name, kind or guess_kind(name), aliases, ctx.now, klass)
     return unit, aliases
+
+
+def check_class(ctx: Context, klass: str) -> None:
+    classes = ctx.app.config.units.classes
+    if klass not in classes:
+        raise Refusal("class_unknown.txt.j2", word=klass, classes=classes)
+
+
+async def set_unit_class(ctx: Context, unit: Unit, klass: str) -> None:
+    """Put a unit in a class of `[units] classes` (ranked with its class when by_class)."""
+    check_class(ctx, klass)
+    unit.klass = klass
+
+
+async def retire_unit(ctx: Context, unit: Unit) -> list[Member]:
+    """Retire a unit (停用): from now it is not reminded, not a topic's target and not in
+    the rankings of later periods; its drafts, points and reports are kept. Its officers'
+    registrations end (history kept); returns them."""
+    if not unit.active:
+        raise Refusal("unit_retired.txt.j2", unit=unit)
+    officers = await ctx.repo.members.officers_of(unit.id)
+    for member in officers:
+        await ctx.repo.members.retire(member, ctx.member, ctx.now)
+    ctx.repo.units.retire(unit, ctx.now)
+    return officers
 
 
 # ------------------------------------------------------------------ chat commands
@@ -212,5 +244,26 @@ async def add_unit_command(ctx: Context, cmd: Command) -> None:
     kind = KIND_WORDS.get(rest[0]) if rest else None
     if kind is not None:
         rest = rest[1:]
-    unit, aliases = await add_unit(ctx, name, kind, rest)
+    klass = rest[0] if rest and rest[0] in ctx.app.config.units.classes else None
+    if klass is not None:
+        rest = rest[1:]
+    unit, aliases = await add_unit(ctx, name, kind, rest, klass)
     ctx.reply("unit_added.txt.j2", unit=unit, aliases=aliases)
+
+
+@router.command("设类别", aliases=("setclass",), roles=COORDINATORS)
+async def set_class_command(ctx: Context, cmd: Command) -> None:
+    if len(cmd.words) != 2:
+        raise usage(ctx, "设类别")
+    unit = await unit_arg(ctx, cmd.words[0])
+    await set_unit_class(ctx, unit, cmd.words[1])
+    ctx.reply("class_set.txt.j2", unit=unit)
+
+
+@router.command("停用单位", aliases=("retireunit",), roles=COORDINATORS)
+async def retire_unit_command(ctx: Context, cmd: Command) -> None:
+    if not cmd.words:
+        raise usage(ctx, "停用单位")
+    unit = await ctx.repo.units.find_any(cmd.rest) or await unit_arg(ctx, cmd.rest)
+    officers = await retire_unit(ctx, unit)
+    ctx.reply("unit_retired_now.txt.j2", unit=unit, officers=officers)

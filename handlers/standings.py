@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+from contextlib import suppress
 from datetime import datetime, time, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bot.context import Context
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.context import Context, Refusal
 from bot.router import COORDINATORS, EVERYONE, Command, Router
 from storage import standings as st
 from storage.queries import Repo
 
-from . import export
-from .common import PERIOD_WORDS, usage
+from . import export, quotas
+from .common import PERIOD_WORDS, PeriodWord, period_of, usage
 
 if TYPE_CHECKING:
     from bot.app import BotApp
@@ -29,43 +32,89 @@ USEFUL_FOR = {
     "year": timedelta(days=20),
 }
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+AGAIN_WORD = "重发"  # /通报 周 重发: post a report again
 
 
-def period_word(ctx: Context, cmd: Command, default: str) -> str:
-    if not cmd.words:
-        return default
-    kind = PERIOD_WORDS.get(cmd.words[0])
-    if kind is None:
-        raise usage(ctx, cmd.spec.name)
-    return kind
+def period_arg(ctx: Context, cmd: Command, default: str) -> tuple[PeriodWord, list[str]]:
+    """The period word the command starts with (or `default`) and the other words."""
+    if cmd.words and cmd.words[0] in PERIOD_WORDS:
+        return PERIOD_WORDS[cmd.words[0]], cmd.words[1:]
+    return PERIOD_WORDS[default], cmd.words
+
+
+# ------------------------------------------------------------------ classes
+
+
+def class_label(app: BotApp, row: st.UnitStanding) -> str:
+    """The class a unit is ranked in: its own, else its kind's word (乡镇, 部门, 直报点)."""
+    return row.klass or app.renderer.labels["KIND"][row.kind]
+
+
+def arrange(
+    app: BotApp, rows: list[st.UnitStanding], klass: str | None = None
+) -> list[tuple[str | None, list[st.UnitStanding]]]:
+    """Rows grouped for a post: each class ranked separately with `[standings] by_class`
+    (classes in the configured order), or only the units of `klass`, ranked among
+    themselves; else one ranking of all. Ranks are set here."""
+    if klass is not None:
+        rows = [r for r in rows if klass in (r.klass, class_label(app, r))]
+        return [(klass, st.rank(rows))]
+    if not app.config.standings.by_class:
+        return [(None, st.rank(rows))]
+    ranked = st.rank(rows, lambda r: class_label(app, r), app.config.units.classes)
+    groups: dict[str, list[st.UnitStanding]] = {}
+    for r in ranked:
+        groups.setdefault(class_label(app, r), []).append(r)
+    return list(groups.items())
+
+
+def class_arg(ctx: Context, words: list[str]) -> str | None:
+    """/排行 … 类别: a configured class or a kind word; None without one."""
+    if not words:
+        return None
+    word = " ".join(words)
+    if word in ctx.app.config.units.classes or word in ctx.app.renderer.labels["KIND"].values():
+        return word
+    raise Refusal(
+        "ranking_bad_word.txt.j2",
+        usage=ctx.app.renderer.command_help["排行"]["usage"],
+        classes=ctx.app.config.units.classes,
+    )
 
 
 # ------------------------------------------------------------------ /排行
 
 
-async def ranking(app: BotApp, repo: Repo, kind: str, limit: int | None) -> str:
-    """The current period to date; the year (default) moves against the start of this week,
-    the other periods against the previous period's rank."""
+async def ranking(
+    app: BotApp, repo: Repo, word: PeriodWord, limit: int | None, klass: str | None = None
+) -> str:
+    """The period a word names: the running one to date (the year moves against the start
+    of this week, the others against the previous period), or the one just closed."""
     now = app.clock.now()
-    period = st.period_containing(kind, now)
-    end = now + timedelta(seconds=1)
-    if kind == "year":
+    period = period_of(word, now)
+    end = st.shown_until(period, now)
+    if period.kind == "year" and not word.back:
         week_start = st.period_containing("week", now).start
         rows = await st.standings(
             app.db, period.start, end, compare_end=max(week_start, period.start)
         )
+        groups = arrange(app, rows, klass)
     else:
-        rows = await st.standings(app.db, period.start, end)
+        groups = arrange(app, await st.standings(app.db, period.start, end), klass)
         before = st.previous(period)
-        prev = {r.unit_id: r.rank for r in await st.standings(app.db, before.start, before.end)}
-        for r in rows:
-            r.previous_rank = prev.get(r.unit_id)
+        earlier = arrange(app, await st.standings(app.db, before.start, before.end), klass)
+        prev = {r.unit_id: r.rank for _, group in earlier for r in group}
+        for _, group in groups:
+            for r in group:
+                r.previous_rank = prev.get(r.unit_id)
+    rows = [r for _, group in groups for r in group]
     return app.renderer.text(
         "ranking.txt.j2",
-        kind=kind,
+        kind=period.kind,
+        current=not word.back,
         period=period,
-        now=now,
-        rows=rows,
+        last=end - timedelta(seconds=1),
+        groups=groups,
         limit=limit,
         has_data=st.has_data(rows),
     )
@@ -73,10 +122,9 @@ async def ranking(app: BotApp, repo: Repo, kind: str, limit: int | None) -> str:
 
 @router.command("排行", aliases=("rank",), roles=EVERYONE)
 async def show_ranking(ctx: Context, cmd: Command) -> None:
-    kind = period_word(ctx, cmd, "year")
-    ctx.reply_text(
-        await ranking(ctx.app, ctx.repo, kind, GROUP_LIMIT if ctx.in_group else PRIVATE_LIMIT)
-    )
+    word, rest = period_arg(ctx, cmd, "年")
+    limit = GROUP_LIMIT if ctx.in_group else PRIVATE_LIMIT
+    ctx.reply_text(await ranking(ctx.app, ctx.repo, word, limit, class_arg(ctx, rest)))
 
 
 # ------------------------------------------------------------------ reports
@@ -97,7 +145,7 @@ async def weekly_report(app: BotApp, repo: Repo, week: st.Period) -> str:
         "report_weekly.txt.j2",
         week=week,
         rows=rows,
-        ytd=ytd,
+        ytd=arrange(app, ytd),
         silent=sorted(silent, key=lambda r: (-weeks[r.unit_id], r.name)),
         weeks=weeks,
         topics=topics,
@@ -107,27 +155,56 @@ async def weekly_report(app: BotApp, repo: Repo, week: st.Period) -> str:
 
 
 async def monthly_report(app: BotApp, repo: Repo, month: st.Period) -> str:
+    """月通报: the month's table and ranking, each unit's completion of its monthly quotas,
+    urgent pieces (and how many were recorded late), units without adoption for months."""
     rows = await st.standings(app.db, month.start, month.end)
     months = await st.months_without_adoption(repo.session, [r.unit_id for r in rows], month)
     zero = sorted(
         ((r, months[r.unit_id]) for r in rows if months[r.unit_id] >= app.rules.zero_months_warn),
         key=lambda x: (-x[1], x[0].name),
     )
+    completion: dict[int, list[quotas.Progress]] = {}
+    for p in await quotas.completion(app, repo, month):
+        completion.setdefault(p.unit.id, []).append(p)
+    urgent = await st.urgent_pieces(repo.session, month.start, month.end)
     return app.renderer.text(
-        "report_monthly.txt.j2", period=month, rows=rows, zero=zero, limit=GROUP_LIMIT, has_data=st.has_data(rows),
-        zero_months_warn=app.rules.zero_months_warn,
+        "report_monthly.txt.j2", period=month, rows=rows, groups=arrange(app, rows), zero=zero,
+        completion=list(completion.values()), urgent=[(r, urgent[r.unit_id]) for r in rows if r.unit_id in urgent],
+        limit=GROUP_LIMIT, has_data=st.has_data(rows), zero_months_warn=app.rules.zero_months_warn,
     )  # fmt: skip
 
 
+async def rated(app: BotApp, s: AsyncSession, period: st.Period, end: datetime) -> list:
+    """The figures of a 评比 or an export: the standings with each unit's unanswered 约稿;
+    for a year, `[topic] missed_action = "zero"` counts the points of units that reached
+    `missed_limit` as 0. A rule of the presentation: no points row changes."""
+    rows = await st.standings(app.db, period.start, end)
+    missed = await st.topics_missed(s, period.start, end)
+    rules = app.rules
+    for r in rows:
+        r.topics_missed = missed.get(r.unit_id, 0)
+        if period.kind == "year" and sanctioned(app, r) and rules.missed_action == "zero":
+            r.earned, r.points = r.points, 0.0
+    return rows
+
+
+def sanctioned(app: BotApp, row: st.UnitStanding) -> bool:
+    limit = app.rules.missed_limit
+    return bool(limit) and row.topics_missed >= limit
+
+
 async def rating_report(app: BotApp, repo: Repo, period: st.Period) -> str:
-    """评比: quarterly and yearly ranking, the excellent top N, units under the yearly minimum."""
-    rows = await st.standings(app.db, period.start, period.end)
+    """评比: quarterly and yearly ranking, the excellent top N, units under the yearly minimum,
+    and (yearly) units that left `[topic] missed_limit` targeted 约稿 unanswered."""
+    groups = arrange(app, await rated(app, repo.session, period, period.end))
+    rows = [r for _, group in groups for r in group]
     excellent = [r for r in rows if r.rank <= app.rules.excellent_top and r.points > 0]
-    under = (
-        [r for r in rows if r.points < app.rules.min_year_points] if period.kind == "year" else []
-    )
+    yearly = period.kind == "year"
+    under = [r for r in rows if r.points < app.rules.min_year_points] if yearly else []
+    flagged = [r for r in rows if sanctioned(app, r)] if yearly else []
     return app.renderer.text(
-        "report_rating.txt.j2", period=period, rows=rows, excellent=excellent, under=under, rules=app.rules,
+        "report_rating.txt.j2", period=period, rows=rows, groups=groups, excellent=excellent, under=under,
+        flagged=sorted(flagged, key=lambda r: (-r.topics_missed, r.name)), rules=app.rules,
         limit=GROUP_LIMIT, has_data=st.has_data(rows),
     )  # fmt: skip
 
@@ -144,19 +221,26 @@ def last_complete(kind: str, now: datetime) -> st.Period:
     return st.previous(st.period_containing(kind, now))
 
 
-async def post_report(ctx: Context, period: st.Period) -> None:
-    """Post the period's report to every configured group and record that it was posted,
-    so the schedule will not post it again."""
+async def post_report(ctx: Context, period: st.Period, again: bool = False) -> None:
+    """Post the period's report to every configured group and record that it was posted:
+    a report already posted (by the schedule or a coordinator) is refused, naming when,
+    unless `again`."""
+    key = report_key(period)
+    if not await ctx.repo.events.claim(key, ctx.now) and not again:
+        posted = await ctx.repo.events.recorded_at(key)
+        raise Refusal("report_already_posted.txt.j2", period=period, posted=posted)
     text = await report_text(ctx.app, ctx.repo, period)
-    await ctx.repo.events.claim(report_key(period), ctx.now)
     for group_id in sorted(ctx.app.groups):
         ctx.post(group_id, text)
 
 
 @router.command("通报", aliases=("report",), roles=COORDINATORS)
 async def post_report_command(ctx: Context, cmd: Command) -> None:
-    period = last_complete(period_word(ctx, cmd, "week"), ctx.now)
-    await post_report(ctx, period)
+    word, rest = period_arg(ctx, cmd, "周")
+    if rest not in ([], [AGAIN_WORD]):
+        raise usage(ctx, "通报")
+    period = last_complete(word.kind, ctx.now)  # 月 and 上月 both mean the month just closed
+    await post_report(ctx, period, again=bool(rest))
     if not ctx.in_group:
         ctx.reply("report_posted.txt.j2", period=period, groups=len(ctx.app.groups))
 
@@ -199,8 +283,8 @@ async def ensure_report_jobs(app: BotApp) -> None:
 async def report_job(app: BotApp, kind: str, period_start: str) -> None:
     """Scheduled job: post the report once (its key is written with the posts), plan the next."""
     period = st.period_containing(kind, datetime.fromisoformat(period_start))
-    async with app.acting(None) as ctx:
-        if await ctx.repo.events.claim(report_key(period), ctx.now):  # once, even if raced
+    with suppress(Refusal):  # posted already (by /通报): once, even if raced
+        async with app.acting(None) as ctx:
             await post_report(ctx, period)
     when, covered = next_report(app, kind, max(app.clock.now(), period.end))
     app.scheduler.at(
@@ -212,19 +296,31 @@ async def report_job(app: BotApp, kind: str, period_start: str) -> None:
 # ------------------------------------------------------------------ /导出
 
 
-async def export_workbook(ctx: Context, kind: str) -> Path:
-    """The Excel workbook of the current `kind` period to date; returns its path."""
-    period = st.period_containing(kind, ctx.now)
-    end = min(period.end, ctx.now + timedelta(seconds=1))
-    folder = ctx.app.config.files_path / "exports"
+async def export_workbook(
+    app: BotApp, s: AsyncSession, period: st.Period, path: Path | None = None
+) -> Path:
+    """The Excel workbook of `period` (to date while it runs), ranked and sanctioned like
+    its report; returns its path."""
+    end = st.shown_until(period, app.clock.now())
+    groups = arrange(app, await rated(app, s, period, end))
+    rows = [(label or class_label(app, r), r) for label, group in groups for r in group]
+    remarks = {
+        r.unit_id: app.renderer.text("export_remark.txt.j2", row=r, rules=app.rules)
+        for _, r in rows
+        if period.kind == "year" and sanctioned(app, r)
+    }
     return await export.write_workbook(
-        ctx.app.db, ctx.repo.session, ctx.app.config.bot.county, period.start, end, folder
-    )
+        s, app.renderer, app.config.bot.county, period.start, end, rows, remarks,
+        app.config.files_path / "exports", path,
+    )  # fmt: skip
 
 
 @router.command("导出", aliases=("export",), roles=COORDINATORS)
 async def export_now(ctx: Context, cmd: Command) -> None:
-    path = await export_workbook(ctx, period_word(ctx, cmd, "year"))
+    word, rest = period_arg(ctx, cmd, "年")
+    if rest:
+        raise usage(ctx, "导出")
+    path = await export_workbook(ctx.app, ctx.repo.session, period_of(word, ctx.now))
     app, event = ctx.app, ctx.event
     ctx.reply("export_ready.txt.j2", name=path.name)
     ctx.after_commit.append(

@@ -26,6 +26,7 @@ router = Router("topics")
 
 REMINDER_STAGES = (("24h", timedelta(hours=24)), ("2h", timedelta(hours=2)))
 ALL_WORDS = ("全体", "全部", "所有单位")
+AGAIN_WORD = "重发"  # /约稿 重发 …: publish although an identical topic is open
 _TOPIC_NO = re.compile(r"^(?:[Yy]|约稿)?(\d{1,9})$")
 _LIST_SPLIT = re.compile(r"[\s,、;；]+")
 
@@ -68,12 +69,21 @@ def split_topic_head(head: str) -> tuple[str, str, str | None]:
 
 
 async def publish_topic(
-    ctx: Context, title: str, deadline: datetime, targets: Sequence[Unit], brief: str
+    ctx: Context,
+    title: str,
+    deadline: datetime,
+    targets: Sequence[Unit],
+    brief: str,
+    again: bool = False,
 ) -> Topic:
     """Publish a topic to every configured group, @-mentioning the officers of the target
-    units (every unit when `targets` is empty); reminders and the closing are scheduled."""
+    units (every unit when `targets` is empty); reminders and the closing are scheduled.
+    An open topic with the same title and deadline is refused unless `again`."""
     if not title:
         raise Refusal("topic_no_title.txt.j2")
+    existing = await ctx.repo.topics.open_same(title, deadline)
+    if existing is not None and not again:
+        raise Refusal("topic_duplicate.txt.j2", topic=existing)
     if deadline <= ctx.now:
         raise Refusal(
             "deadline_invalid.txt.j2", text=deadline.strftime("%Y-%m-%d %H:%M"), problem="past"
@@ -130,7 +140,10 @@ async def remind_topic(ctx: Context, topic: Topic, stage: str) -> str:
     if await repo.reminders.sent_on("topic", topic.id, ctx.now.date().isoformat()):
         return "already_today"
     answered = await repo.topics.answered_unit_ids(topic)
-    missing = [u for u in await repo.topics.targets(topic) if u.id not in answered]
+    exempt = await repo.exemptions.active(ctx.now)  # 暂停催报: not reminded
+    missing = [
+        u for u in await repo.topics.targets(topic) if u.id not in answered and u.id not in exempt
+    ]
     if not missing:
         return "all_answered"
     officers = await repo.members.officers_by_unit(u.id for u in missing)
@@ -146,14 +159,16 @@ async def remind_topic(ctx: Context, topic: Topic, stage: str) -> str:
 
 async def close_topic_at_deadline(ctx: Context, topic: Topic) -> None:
     """The deadline passed: close the topic, write `[topic] missed_penalty` for the
-    target units that did not answer, and post who answered and who did not."""
+    target units that did not answer (units exempt from reminders are excused), and post
+    who answered and who did not."""
     _require_open(topic)
     repo, rules = ctx.repo, ctx.app.rules
     repo.topics.close(topic, None, "deadline", ctx.now)
     answered_ids = await repo.topics.answered_unit_ids(topic)
     targets = await repo.topics.targets(topic)
+    exempt = await repo.exemptions.active(ctx.now)
     for unit in targets:  # written even when the rule gives 0
-        if unit.id not in answered_ids:
+        if unit.id not in answered_ids and unit.id not in exempt:
             repo.reviews.add_points(
                 unit.id,
                 None,
@@ -237,14 +252,16 @@ async def close_at_deadline(app: BotApp, topic_id: int) -> None:
 
 @router.command("约稿", aliases=("topic",), roles=COORDINATORS)
 async def publish_command(ctx: Context, cmd: Command) -> None:
-    title, deadline_text, target_text = split_topic_head(cmd.head)
+    again = cmd.words[:1] == [AGAIN_WORD] and cmd.head.startswith(AGAIN_WORD)
+    head = cmd.head.removeprefix(AGAIN_WORD).strip() if again else cmd.head
+    title, deadline_text, target_text = split_topic_head(head)
     try:
         deadline = parse_deadline(deadline_text, ctx.now)
     except DeadlineError as exc:
         raise Refusal("deadline_invalid.txt.j2", text=deadline_text, problem=exc.code) from None
     all_units = target_text is None or target_text in ALL_WORDS or not target_text
     targets = [] if all_units else await _target_units(ctx, target_text)
-    topic = await publish_topic(ctx, title, deadline, targets, cmd.body.strip())
+    topic = await publish_topic(ctx, title, deadline, targets, cmd.body.strip(), again)
     if not ctx.in_group:
         ctx.reply("topic_published_confirm.txt.j2", topic=topic, groups=len(ctx.app.groups))
 

@@ -1,5 +1,5 @@
-"""`xinxibot units import FILE.xlsx|csv`: units, aliases, officers and quotas from a
-sheet such as offices keep. Every bad row is reported with its row number; a file
+"""`xinxibot units import FILE.xlsx|csv`: units, their kind and class, aliases, officers
+and quotas from a sheet such as offices keep. Every bad row is reported with its row number; a file
 with errors imports nothing unless `skip_bad`."""
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from storage.queries import Repo
 from .registration import guess_kind
 
 REQUIRED = "单位名称"
-COLUMNS = ("单位名称", "类型", "别名", "信息员QQ", "信息员姓名")
+COLUMNS = ("单位名称", "类型", "类别", "别名", "信息员QQ", "信息员姓名")
 QUOTA_COLUMN = re.compile(r"^(月|季|年)(报送|采用|积分)任务$")
 PERIODS = {"月": "month", "季": "quarter", "年": "year"}
 METRICS = {"报送": "submitted", "采用": "adopted", "积分": "points"}
@@ -30,8 +30,8 @@ KINDS = {
 }
 SPLIT = re.compile(r"[、,，;；\s]+")
 TEMPLATE_ROWS = [
-    ["城关镇", "乡镇", "城关", "10020", "李明", 4, "", 30],
-    ["经信局", "部门", "经济和信息化局", "10030、10031", "周强、吴婷", 4, 1, ""],
+    ["城关镇", "乡镇", "乡镇", "城关", "10020", "李明", 4, "", 30],
+    ["经信局", "部门", "一类部门", "经济和信息化局", "10030、10031", "周强、吴婷", 4, 1, ""],
 ]
 
 
@@ -39,7 +39,7 @@ TEMPLATE_ROWS = [
 class RowProblem:
     row: int
     column: str
-    problem: str  # missing_column / empty / duplicate_unit / bad_kind / bad_qq / qq_twice / names_mismatch / bad_amount / alias_taken
+    problem: str  # missing_column / empty / duplicate_unit / bad_kind / bad_class / bad_qq / qq_twice / names_mismatch / bad_amount / alias_taken
     value: str = ""
 
 
@@ -48,6 +48,7 @@ class UnitRow:
     row: int
     name: str
     kind: UnitKind | None
+    klass: str | None
     aliases: list[str]
     officers: list[tuple[int, str]]
     quotas: dict[tuple[str, str], float] = field(default_factory=dict)
@@ -91,7 +92,7 @@ def _amount(text: str, metric: str) -> float | None:
     return float(text)
 
 
-def parse(rows: list[list[str]]) -> tuple[list[UnitRow], list[RowProblem]]:
+def parse(rows: list[list[str]], classes: list[str]) -> tuple[list[UnitRow], list[RowProblem]]:
     if not rows:
         return [], [RowProblem(1, REQUIRED, "missing_column")]
     header = rows[0]
@@ -121,6 +122,9 @@ def parse(rows: list[list[str]]) -> tuple[list[UnitRow], list[RowProblem]]:
         kind_text = cell(row, "类型")
         if kind_text and kind_text not in KINDS:
             problems.append(RowProblem(number, "类型", "bad_kind", kind_text))
+        klass = cell(row, "类别") or None
+        if klass is not None and klass not in classes:
+            problems.append(RowProblem(number, "类别", "bad_class", klass))
         qqs = [q for q in SPLIT.split(cell(row, "信息员QQ")) if q]
         names = [n for n in SPLIT.split(cell(row, "信息员姓名")) if n]
         for qq in qqs:
@@ -149,7 +153,7 @@ def parse(rows: list[list[str]]) -> tuple[list[UnitRow], list[RowProblem]]:
         seen_qq.update({qq: number for qq in qqs})
         officers = [(int(qq), names[i] if i < len(names) else qq) for i, qq in enumerate(qqs)]
         aliases = [a for a in SPLIT.split(cell(row, "别名")) if a and a != name]
-        good.append(UnitRow(number, name, KINDS.get(kind_text), aliases, officers, quotas))
+        good.append(UnitRow(number, name, KINDS.get(kind_text), klass, aliases, officers, quotas))
     return good, problems
 
 
@@ -158,9 +162,10 @@ class _Abort(Exception):
 
 
 async def import_units(
-    db: Database, path: Path, now: datetime, skip_bad: bool = False
+    db: Database, path: Path, now: datetime, classes: list[str], skip_bad: bool = False
 ) -> ImportResult:
-    rows, problems = parse(read_sheet(path))
+    """Import the sheet; a 类别 must be one of `classes` ([units] classes)."""
+    rows, problems = parse(read_sheet(path), classes)
     if problems and not skip_bad:
         return ImportResult(problems, [])
     try:
@@ -186,10 +191,13 @@ async def _apply(
                 result.problems.append(RowProblem(row.row, "别名", "alias_taken", "、".join(taken)))
                 continue
             if unit is None:
-                unit = await repo.units.create(row.name, row.kind or guess_kind(row.name), [], now)
+                kind = row.kind or guess_kind(row.name)
+                unit = await repo.units.create(row.name, kind, [], now, row.klass)
                 result.created += 1
             elif row.kind is not None:
                 unit.kind = row.kind
+            if row.klass is not None:
+                unit.klass = row.klass
             await repo.units.add_aliases(unit, row.aliases)
             for im_id, name in row.officers:
                 member = await repo.members.ensure(im_id, name, now)
@@ -230,6 +238,6 @@ def write_template(path: Path) -> None:
     ws.append([*COLUMNS, "月报送任务", "月采用任务", "年积分任务"])
     for row in TEMPLATE_ROWS:
         ws.append(row)
-    for column, width in zip("ABCDEFGH", (18, 8, 20, 20, 16, 12, 12, 12), strict=True):
+    for column, width in zip("ABCDEFGHI", (18, 8, 12, 20, 20, 16, 12, 12, 12), strict=True):
         ws.column_dimensions[column].width = width
     wb.save(path)

@@ -134,6 +134,7 @@ async def seed(db: Database, now: datetime) -> bool:
                         group_id=GROUP_ID,
                         content_hash=content_hash(title, body),
                         submitted_at=when,
+                        piece_at=when,
                     )
                     s.add(draft)
                     await s.flush()
@@ -183,6 +184,7 @@ async def seed(db: Database, now: datetime) -> bool:
             group_id=GROUP_ID,
             content_hash=content_hash(title, body),
             submitted_at=now - timedelta(days=1),
+            piece_at=now - timedelta(days=1),
         )
         s.add(answer)
         await s.flush()

@@ -16,7 +16,7 @@ HERE = Path(__file__).parent
 # The newest revision in migrations/versions (tests/test_storage.py checks it
 # against Alembic). A database already there starts without importing Alembic,
 # which alone took a fifth of the start-up time.
-HEAD = "0003_a1_onebot"
+HEAD = "0004_c1_numbers"
 
 
 def alembic_config() -> AlembicConfig:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime, timedelta
 from enum import StrEnum
 
 from sqlalchemy import BigInteger, Column, DateTime, Index, Text, UniqueConstraint
@@ -49,9 +49,10 @@ class Unit(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     name: str = Field(index=True, unique=True)
     kind: UnitKind = UnitKind.other
-    klass: str | None = None  # 一类/二类/三类 departments, ranked separately by some counties
+    klass: str | None = None  # 类别 from [units] classes: ranked separately with by_class
     active: bool = True
-    created_at: datetime = local_time()
+    created_at: datetime = local_time()  # judged from this moment (quotas, streaks, reports)
+    retired_at: datetime | None = local_time(default=None)  # left reminders and rankings then
 
 
 class UnitAlias(SQLModel, table=True):
@@ -98,11 +99,15 @@ class BindRequest(SQLModel, table=True):
 
 
 class Draft(SQLModel, table=True):
-    """稿件. The number shown to users is "G" + id; AUTOINCREMENT keeps ids unique forever."""
+    """稿件. The number shown to users is "G" + id; AUTOINCREMENT keeps ids unique forever.
+
+    A piece (一条信息) is a draft and its revisions: it counts once, under the time of its
+    first submission (`piece_at`, copied into every revision), by its live revision
+    (`live`: the latest one not withdrawn)."""
 
     __table_args__ = (
         # covering: the standings count per unit and period reads only this index
-        Index("ix_draft_unit_submitted", "unit_id", "submitted_at", "status"),
+        Index("ix_draft_unit_piece", "unit_id", "piece_at", "live", "status"),
         Index("ix_draft_unit_hash", "unit_id", "content_hash"),
         {"sqlite_autoincrement": True},
     )
@@ -124,6 +129,9 @@ class Draft(SQLModel, table=True):
     revision_of: int | None = Field(default=None, foreign_key="draft.id")
     content_hash: str
     submitted_at: datetime = local_time()
+    piece_id: int | None = Field(default=None, foreign_key="draft.id", index=True)  # None: itself
+    piece_at: datetime = local_time()  # the piece's first submission (set by Drafts.create)
+    live: bool = True
 
     @property
     def number(self) -> str:
@@ -346,6 +354,26 @@ class Quota(SQLModel, table=True):
     valid_from: datetime = local_time()
     valid_to: datetime | None = local_time(default=None)
     created_by: int | None = Field(default=None, foreign_key="member.id")
+
+
+class Exemption(SQLModel, table=True):
+    """暂停催报: a unit exempt from reminders from `starts_at` through the day `until`
+    (or until ended early); its quotas leave out the exempt working days. Kept as history."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    unit_id: int = Field(foreign_key="unit.id", index=True)
+    starts_at: datetime = local_time()
+    until: date  # the last exempt day
+    reason: str | None = None
+    created_by: int | None = Field(default=None, foreign_key="member.id")
+    ended_at: datetime | None = local_time(default=None)  # /恢复催报 before `until`
+    ended_by: int | None = Field(default=None, foreign_key="member.id")
+
+    def last_day(self) -> date:
+        """The last exempt day, an early end included (its own day is not exempt)."""
+        if self.ended_at is None:
+            return self.until
+        return min(self.until, self.ended_at.date() - timedelta(days=1))
 
 
 class LaggingStreak(SQLModel, table=True):

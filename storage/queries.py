@@ -7,9 +7,9 @@ import hashlib
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -21,6 +21,7 @@ from .models import (
     Draft,
     DraftEvent,
     DraftStatus,
+    Exemption,
     FileJob,
     Forward,
     Instruction,
@@ -40,6 +41,7 @@ from .models import (
     UnitAlias,
     UnitKind,
 )
+from .standings import counted
 
 
 def content_hash(title: str, body: str) -> str:
@@ -119,9 +121,14 @@ class Units:
         return None
 
     async def create(
-        self, name: str, kind: UnitKind, aliases: Sequence[str], now: datetime
+        self,
+        name: str,
+        kind: UnitKind,
+        aliases: Sequence[str],
+        now: datetime,
+        klass: str | None = None,
     ) -> Unit:
-        unit = Unit(name=name, kind=kind, created_at=now)
+        unit = Unit(name=name, kind=kind, klass=klass, created_at=now)
         self.s.add(unit)
         await self.s.flush()
         for alias in aliases:
@@ -139,6 +146,17 @@ class Units:
         return list(
             (await self.s.execute(select(Unit).where(Unit.active).order_by(Unit.id))).scalars()
         )
+
+    async def existing(self, start: datetime, end: datetime) -> list[Unit]:
+        """Units that existed at some moment of [start, end): added before its end and
+        not retired before its start (a report of that period shows them)."""
+        q = select(Unit).where(
+            Unit.created_at < end, or_(Unit.retired_at.is_(None), Unit.retired_at > start)
+        )
+        return list((await self.s.execute(q.order_by(Unit.id))).scalars())
+
+    def retire(self, unit: Unit, now: datetime) -> None:
+        unit.active, unit.retired_at = False, now
 
     async def listing(self) -> list[UnitView]:
         """Active units with aliases and active officers, townships first."""
@@ -297,6 +315,20 @@ class Drafts:
         return (await self.s.execute(q.order_by(Draft.id))).scalars().first()
 
     async def create(self, draft: Draft, actor: Member) -> Draft:
+        """Store a draft. A revision (`revision_of`) joins the piece of the draft it revises:
+        it takes the piece's first-submission time and becomes its live version."""
+        if draft.revision_of is not None:
+            original = await self.s.get(Draft, draft.revision_of)
+            draft.piece_id = original.piece_id or original.id
+            draft.piece_at = original.piece_at
+            await self.s.execute(
+                update(Draft)
+                .where(or_(Draft.id == draft.piece_id, Draft.piece_id == draft.piece_id))
+                .where(Draft.live)
+                .values(live=False)
+            )
+        else:
+            draft.piece_at = draft.submitted_at
         self.s.add(draft)
         await self.s.flush()
         self.s.add(
@@ -322,15 +354,49 @@ class Drafts:
             )
         )
 
-    async def count_in(self, unit_id: int, start: datetime, end: datetime) -> int:
-        """The unit's drafts (not withdrawn) submitted in [start, end)."""
+    async def piece_position(self, draft: Draft, since: datetime) -> int:
+        """The place of `draft`'s piece among its unit's pieces that count, first submitted
+        from `since` on (in order of first submission, then of number)."""
+        root = draft.piece_id or draft.id
         q = select(func.count()).where(
-            Draft.unit_id == unit_id,
-            Draft.submitted_at >= start,
-            Draft.submitted_at < end,
-            Draft.status != DraftStatus.withdrawn,
+            Draft.unit_id == draft.unit_id,
+            Draft.piece_at >= since,
+            or_(
+                Draft.piece_at < draft.piece_at,
+                and_(
+                    Draft.piece_at == draft.piece_at,
+                    func.coalesce(Draft.piece_id, Draft.id) <= root,
+                ),
+            ),
+            counted(),
         )
         return (await self.s.execute(q)).scalar_one()
+
+    async def reinstate_previous(self, draft: Draft) -> None:
+        """`draft` (a live revision) was withdrawn: the version it revised is live again."""
+        if draft.revision_of is not None and draft.live:
+            previous = await self.s.get(Draft, draft.revision_of)
+            draft.live, previous.live = False, True
+
+    async def pieces(self, start: datetime, end: datetime) -> list[tuple[Draft, str, list[int]]]:
+        """The pieces that count, first submitted in [start, end), in that order: each
+        piece's live draft, its unit's name and the ids of all its versions."""
+        q = (
+            select(Draft, Unit.name)
+            .join(Unit, Unit.id == Draft.unit_id)
+            .where(Draft.piece_at >= start, Draft.piece_at < end, counted())
+            .order_by(Draft.piece_at, func.coalesce(Draft.piece_id, Draft.id))
+        )
+        live = (await self.s.execute(q)).all()
+        roots = [d.piece_id for d, _ in live if d.piece_id is not None]
+        versions: dict[int, list[int]] = {}
+        if roots:
+            q = select(Draft.id, func.coalesce(Draft.piece_id, Draft.id)).where(
+                or_(Draft.id.in_(roots), Draft.piece_id.in_(roots))
+            )
+            for draft_id, root in (await self.s.execute(q.order_by(Draft.id))).all():
+                versions.setdefault(root, []).append(draft_id)
+        return [(d, unit, versions.get(d.piece_id, [d.id])) for d, unit in live]
 
     async def count_by_member_since(self, member_id: int, since: datetime) -> int:
         q = select(func.count()).where(Draft.submitter_id == member_id, Draft.submitted_at >= since)
@@ -400,6 +466,10 @@ class Events:
 
     async def seen(self, key: str) -> bool:
         return await self.s.get(ProcessedEvent, key) is not None
+
+    async def recorded_at(self, key: str) -> datetime | None:
+        row = await self.s.get(ProcessedEvent, key)
+        return row.created_at if row is not None else None
 
 
 class OutboxQueue:
@@ -513,19 +583,27 @@ class Topics:
         await self.s.flush()
         return topic
 
+    async def open_same(self, title: str, deadline: datetime) -> Topic | None:
+        """An open topic with this title and deadline (publishing it again is a mistake)."""
+        q = select(Topic).where(
+            Topic.status == "open", Topic.title == title, Topic.deadline == deadline
+        )
+        return (await self.s.execute(q.order_by(Topic.id))).scalars().first()
+
     async def open_topics(self) -> list[Topic]:
         q = select(Topic).where(Topic.status == "open").order_by(Topic.deadline, Topic.id)
         return list((await self.s.execute(q)).scalars())
 
     async def targets(self, topic: Topic) -> list[Unit]:
-        """The units asked: the listed ones, or every active unit for an all-units topic."""
+        """The units asked and not retired: the listed ones, or for an all-units topic every
+        unit that existed when it was published."""
         if topic.all_units:
-            q = select(Unit).where(Unit.active)
+            q = select(Unit).where(Unit.active, Unit.created_at <= topic.created_at)
         else:
             q = (
                 select(Unit)
                 .join(TopicTarget, TopicTarget.unit_id == Unit.id)
-                .where(TopicTarget.topic_id == topic.id)
+                .where(TopicTarget.topic_id == topic.id, Unit.active)
             )
         return list((await self.s.execute(q.order_by(Unit.id))).scalars())
 
@@ -602,6 +680,13 @@ class Reviews:
         q = select(Adoption).where(Adoption.draft_id == draft_id)
         if not include_revoked:
             q = q.where(Adoption.revoked_at.is_(None))
+        return list((await self.s.execute(q.order_by(Adoption.id))).scalars())
+
+    async def adoptions_of(self, draft_ids: Sequence[int]) -> list[Adoption]:
+        """The adoptions (not revoked) of several drafts, in the order recorded."""
+        q = select(Adoption).where(
+            Adoption.draft_id.in_(list(draft_ids)), Adoption.revoked_at.is_(None)
+        )
         return list((await self.s.execute(q.order_by(Adoption.id))).scalars())
 
     async def active_adoption(self, draft_id: int, outlet: str) -> Adoption | None:
@@ -719,6 +804,45 @@ class Quotas:
         return out
 
 
+class Exemptions:
+    """暂停催报: who is exempt from reminders, until when, why; history kept."""
+
+    def __init__(self, s: AsyncSession) -> None:
+        self.s = s
+
+    def _active(self, moment: datetime):
+        return select(Exemption).where(
+            Exemption.starts_at <= moment,
+            Exemption.until >= moment.date(),
+            or_(Exemption.ended_at.is_(None), Exemption.ended_at > moment),
+        )
+
+    async def active(self, moment: datetime) -> dict[int, Exemption]:
+        """The exemptions in force at `moment`, by unit."""
+        q = self._active(moment).order_by(Exemption.id)
+        return {e.unit_id: e for e in (await self.s.execute(q)).scalars()}
+
+    async def current(self, unit_id: int, moment: datetime) -> Exemption | None:
+        q = self._active(moment).where(Exemption.unit_id == unit_id)
+        return (await self.s.execute(q)).scalars().first()
+
+    async def overlapping(self, start: date, end: date) -> list[Exemption]:
+        """Exemptions with a day in [start, end)."""
+        q = select(Exemption).where(
+            Exemption.starts_at < datetime.combine(end, datetime.min.time()),
+            Exemption.until >= start,
+        )
+        return list((await self.s.execute(q.order_by(Exemption.id))).scalars())
+
+    async def add(self, row: Exemption) -> Exemption:
+        self.s.add(row)
+        await self.s.flush()
+        return row
+
+    def end(self, row: Exemption, by: Member | None, now: datetime) -> None:
+        row.ended_at, row.ended_by = now, by.id if by else None
+
+
 class Repo:
     """All query groups bound to one session (one transaction)."""
 
@@ -736,3 +860,4 @@ class Repo:
         self.reminders = Reminders(session)
         self.reviews = Reviews(session)
         self.quotas = Quotas(session)
+        self.exemptions = Exemptions(session)

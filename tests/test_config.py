@@ -183,6 +183,7 @@ BAD_VALUES = {
     "files.allowed_hosts": ["http://x/"],
     "quotas.tolerance_percent": 101,
     "quotas.escalate_after": 0,
+    "units.classes": ["一类 部门"],
 }
 WRONG_TYPE = {int: "x", str: 1, bool: "x", list[int]: "x", list[str]: "x"}
 

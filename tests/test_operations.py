@@ -172,6 +172,7 @@ async def test_set_quota_by_operation_then_the_reminder_run_as_a_job_would(group
     )
     assert quota.created_by == coordinator.id
 
+    group.clock.set(datetime(2026, 11, 27, 10, 0))  # added on the 23rd: behind by the 27th
     async with group.bot.acting(None) as ctx:  # no actor: the bot itself, as the schedule
         outcome = await quotas.remind_lagging(ctx, "scheduled")
     await group.settle()

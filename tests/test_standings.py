@@ -137,14 +137,14 @@ async def test_weekly_post_exact_text(tmp_path, fake_onebot):
         await group.advance_to(datetime(2026, 11, 23, 9, 0))  # Monday 09:00: the weekly job
         assert group.replies() == [
             "【高县政务信息周通报】2026年11月16日至11月22日\n"
-            "一、上周报送情况：全县报送信息3条，被采用1条，领导批示0次，积3分。\n"
+            "一、报送情况：全县报送信息3条，被采用1条，领导批示0次，积3分。\n"
             "城关镇：报送3条，采用1条，积3分\n"
             "二、年度累计排名（截至11月22日）：\n"
             # before last week all three were tied first at 0 points
-            "第1名 城关镇 3分（报送3条，采用1条），较上周持平\n"
-            "并列第2名 文江镇 0分（报送0条，采用0条），较上周下降1位\n"
-            "并列第2名 经信局 0分（报送0条，采用0条），较上周下降1位\n"
-            "三、上周未报送信息的单位（2个）：文江镇（连续1周）、经信局（连续1周）。\n"
+            "第1名 城关镇 3分（报送3条，采用1条），较前一周持平\n"
+            "并列第2名 文江镇 0分（报送0条，采用0条），较前一周下降1位\n"
+            "并列第2名 经信局 0分（报送0条，采用0条），较前一周下降1位\n"
+            "三、未报送信息的单位（2个）：文江镇（连续1周）、经信局（连续1周）。\n"
             "四、进行中的约稿：\n"
             "Y1《冬季安全生产》截止11-27 18:00，尚未报送：文江镇。"
         ]
@@ -205,6 +205,7 @@ async def test_export_workbook_cells_read_back(group):
         "名次",
         "单位",
         "类型",
+        "类别",
         "报送",
         "县级采用",
         "市级采用",
@@ -213,8 +214,25 @@ async def test_export_workbook_cells_read_back(group):
         "采用合计",
         "领导批示",
         "积分",
+        "约稿未回应",
+        "备注",
     ]
-    assert [c.value for c in ranking[2]] == [1, "城关镇", "乡镇", 1, 0, 0, 1, 0, 1, 0, 3]
+    assert [c.value for c in ranking[2]] == [
+        1,
+        "城关镇",
+        "乡镇",
+        "乡镇",
+        1,
+        0,
+        0,
+        1,
+        0,
+        1,
+        0,
+        3,
+        0,
+        None,
+    ]
     assert [c.value for c in drafts[2]] == [
         f"G{g}",
         "城关镇",
@@ -225,6 +243,7 @@ async def test_export_workbook_cells_read_back(group):
         "已采用",
         "省政府办公厅信息刊物（摘编）",
         3,
+        None,
     ]
     assert isinstance(drafts["F2"].value, datetime)
     assert ranking.column_dimensions["B"].width == 22
