@@ -13,6 +13,7 @@ from storage.db import Database
 from storage.queries import Repo
 
 from .clock import Clock
+from .cluster import Cluster
 from .config import Config, database_url
 from .context import message_segments
 from .dispatcher import Dispatcher
@@ -41,7 +42,11 @@ class BotApp:
             config.base_dir / config.bot.scoring if config.bot.scoring else None
         )
         self.commands = CommandTable(ROUTERS)
-        self.groups = set(config.onebot.groups)
+        self.own_groups = set(config.onebot.groups)  # events are taken from these only
+        # Every group of the county, other processes' too (posts go to all), and
+        # which account serves each: kept by the cluster from `served_group`.
+        self.groups = set(self.own_groups)
+        self.routes: dict[int, int] = {}
         timeout = float(config.onebot.api_timeout_seconds)
         self.ws_hub = ReverseWsHub(timeout)
         self.http_api = (
@@ -56,13 +61,16 @@ class BotApp:
             self.clock,
             config.onebot.rate_per_minute,
             on_drop=self._dropped,
+            account=config.onebot.self_id or None,
         )
         self.dispatcher = Dispatcher(self)
         self.calendar = WorkCalendar(config.calendar.holidays, config.calendar.workdays)
         self.posting = PostingTimes(self.calendar, QuietHours(config.schedule.quiet_hours))
         self.scheduler = Scheduler(self, database_url(config), self.clock)
+        self.cluster = Cluster(self)
         self.downloads = asyncio.Semaphore(config.limits.concurrent_downloads)
-        self.self_id: int | None = None  # the bot's account, learnt from events
+        # the bot's account: configured, or learnt from events (one process on SQLite)
+        self.self_id: int | None = config.onebot.self_id or None
         self.collecting: set[tuple[str | None, int, int]] = set()
         self._tasks: set[asyncio.Task] = set()
         self._ticker: asyncio.Task | None = None
@@ -71,26 +79,30 @@ class BotApp:
     # ------------------------------------------------------------ lifecycle
 
     async def start(self, tick: bool = True) -> None:
-        await migrate.upgrade(self.db.engine)
-        now = self.clock.now()
-        await self.db.optimize()
-        self._analyzed_on = now.date()
-        async with self.db.transaction() as s:
-            repo = Repo(s)
-            for im_id in sorted(self.config.coordinator_ids):
-                await repo.members.ensure_coordinator(im_id, now)
-            self.collecting = set(await repo.collecting.all_keys())
-            pending_files = await repo.files.pending_ids()
-        for job_id in pending_files:  # downloads interrupted by a restart
-            self.spawn(files.download(self, job_id))
-        await self.sender.start()
-        self.scheduler.start()
-        standings.ensure_report_jobs(self)
-        quotas.ensure_quota_jobs(self)
+        async with self.cluster.starting():
+            await migrate.upgrade(self.db.engine)
+            await self.cluster.join()
+            now = self.clock.now()
+            await self.db.optimize()
+            self._analyzed_on = now.date()
+            async with self.db.transaction() as s:
+                repo = Repo(s)
+                for im_id in sorted(self.config.coordinator_ids):
+                    await repo.members.ensure_coordinator(im_id, now)
+                self.collecting = set(await repo.collecting.all_keys())
+                pending_files = await repo.files.pending_ids()
+            for job_id in pending_files:  # downloads interrupted by a restart
+                self.spawn(files.download(self, job_id))
+            await self.sender.start()
+            self.scheduler.start(paused=not self.cluster.leader)
+            standings.ensure_report_jobs(self)
+            quotas.ensure_quota_jobs(self)
+        self.cluster.start()
         if tick:
             self._ticker = asyncio.create_task(self._tick_forever(), name="ticker")
 
     async def stop(self) -> None:
+        await self.cluster.leave()
         self.scheduler.shutdown()
         if self._ticker is not None:
             self._ticker.cancel()
@@ -156,6 +168,8 @@ class BotApp:
         split into numbered parts, the mentions go with the first part."""
         parts = self.renderer.split(text)
         now = self.clock.now()
+        if target_type == "group":  # a group's messages go through the account serving it
+            self_id = self.routes.get(target_id) or self_id
         for i, part in enumerate(parts):
             segments = message_segments(part, mention if i == 0 else ())
             repo.outbox.add(

@@ -314,11 +314,16 @@ def main(argv: list[str] | None = None) -> int:
     for noisy in ("alembic", "aiohttp.access"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     args = parser().parse_args(argv)
+    from storage.db import DatabaseUnavailable
+
     try:
         return args.func(args)
     except ConfigError as exc:
         say("config_error", key=exc.key, problem=exc.problem, allowed=exc.allowed, value=exc.value)
         return 2
+    except DatabaseUnavailable as exc:
+        say("db_unreachable", url=exc.url, error=exc.error)
+        return 3
 
 
 if __name__ == "__main__":

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
 from handlers import drafts, files
+from storage.db import DatabaseUnavailable, is_conflict
 from storage.models import Role
 from storage.queries import Repo
 
@@ -28,6 +30,8 @@ if TYPE_CHECKING:
     from .app import BotApp
 
 log = logging.getLogger(__name__)
+
+CONFLICT_ATTEMPTS = 5
 
 
 class KeyedLocks:
@@ -60,14 +64,14 @@ class Dispatcher:
             return False  # meta_event (heartbeat, lifecycle), request, message_sent
         if event.user_id == event.self_id:
             return False
-        if event.chat_type == "group" and event.group_id not in self.app.groups:
+        if event.chat_type == "group" and event.group_id not in self.app.own_groups:
             return False
         return True
 
     async def handle(self, event: Event) -> None:
         if not self.accepts(event):
             return
-        self.app.self_id = event.self_id
+        self.app.self_id = self.app.config.onebot.self_id or event.self_id
         if event.file is not None:
             await files.receive(self.app, event)
             return
@@ -81,30 +85,44 @@ class Dispatcher:
 
     async def run(self, event: Event, action: Callable[[Context], object]) -> None:
         """Run `action` in one transaction with the event's key; a Refusal or a
-        crash rolls everything back and leaves only the key and the reply."""
+        crash rolls everything back and leaves only the key and the reply.
+        A conflict with another process's transaction (deadlock, serialization
+        failure, a key inserted meanwhile) runs it again; a lost database
+        raises DatabaseUnavailable (the event is refused, to be redelivered)."""
         app = self.app
         async with self.locks.hold((event.chat_type, event.chat_id, event.user_id)):
-            after: list[Callable[[], None]] = []
-            refusal: str | None = None  # the rendered reply when the action was refused
-            try:
-                async with app.db.transaction() as session:
-                    repo = Repo(session)
-                    if event.key is not None and not await repo.events.claim(
-                        event.key, app.clock.now()
-                    ):
-                        log.info("duplicate event %s ignored", event.key)
-                        return
-                    ctx = Context(app, repo, event, await repo.members.by_im(event.user_id), after)
-                    try:
-                        await action(ctx)
-                    except Refusal as exc:  # rendered before the rollback expires its objects
-                        refusal = ctx.render(exc.template, **exc.context)
-                        raise
-            except Refusal:
-                pass
-            except Exception:
-                log.exception("handler failed on event %s", event.key)
-                refusal = app.renderer.text("internal_error.txt.j2")
+            for attempt in range(1, CONFLICT_ATTEMPTS + 1):
+                after: list[Callable[[], None]] = []
+                refusal: str | None = None  # the rendered reply when the action was refused
+                try:
+                    async with app.db.transaction() as session:
+                        repo = Repo(session)
+                        if event.key is not None and not await repo.events.claim(
+                            event.key, app.clock.now()
+                        ):
+                            log.info("duplicate event %s ignored", event.key)
+                            return
+                        member = await repo.members.by_im(event.user_id)
+                        ctx = Context(app, repo, event, member, after)
+                        try:
+                            await action(ctx)
+                        except Refusal as exc:  # rendered before the rollback expires its objects
+                            refusal = ctx.render(exc.template, **exc.context)
+                            raise
+                except Refusal:
+                    pass
+                except DatabaseUnavailable:
+                    raise
+                except Exception as exc:
+                    if is_conflict(exc) and attempt < CONFLICT_ATTEMPTS:
+                        log.info(
+                            "event %s met a concurrent transaction (%s); again", event.key, exc.orig
+                        )
+                        await asyncio.sleep(random.uniform(0.01, 0.05) * attempt)
+                        continue
+                    log.exception("handler failed on event %s", event.key)
+                    refusal = app.renderer.text("internal_error.txt.j2")
+                break
             if refusal is not None:
                 after.clear()
                 async with app.db.transaction() as session:

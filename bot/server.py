@@ -16,6 +16,8 @@ from collections.abc import AsyncIterator
 
 from aiohttp import WSMsgType, web
 
+from storage.db import DatabaseUnavailable
+
 from .app import BotApp
 from .onebot import EventError, parse_event, signature_ok, token_from
 
@@ -81,7 +83,11 @@ async def handle_post(request: web.Request) -> web.Response:
     except (EventError, RecursionError) as exc:
         log.warning("POST with invalid event: %s", exc)
         raise web.HTTPBadRequest(text=f"invalid event: {exc}") from None
-    await bot.dispatcher.handle(event)
+    try:
+        await bot.dispatcher.handle(event)
+    except DatabaseUnavailable as exc:  # nothing committed: the implementation sends it again
+        log.warning("event %s refused with 503: %s", event.key, exc)
+        raise web.HTTPServiceUnavailable(text="database unavailable") from None
     return web.Response(status=204)
 
 

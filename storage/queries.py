@@ -9,7 +9,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -33,6 +33,7 @@ from .models import (
     Quota,
     ReminderLog,
     Role,
+    ServedGroup,
     Topic,
     TopicClaim,
     TopicTarget,
@@ -411,6 +412,36 @@ class OutboxQueue:
         )
 
 
+class ServedGroups:
+    """Which account serves which group (one row per group)."""
+
+    def __init__(self, s: AsyncSession) -> None:
+        self.s = s
+
+    async def routes(self) -> dict[int, int]:
+        """group id -> the account serving it."""
+        return dict((await self.s.execute(select(ServedGroup.group_id, ServedGroup.self_id))).all())
+
+    async def register(
+        self, self_id: int, groups: Iterable[int], listen: str, now: datetime
+    ) -> None:
+        """`self_id` serves exactly `groups` now (a group taken from another account moves)."""
+        groups = set(groups)
+        await self.s.execute(
+            delete(ServedGroup).where(
+                ServedGroup.self_id == self_id, ServedGroup.group_id.not_in(groups)
+            )
+        )
+        for group_id in sorted(groups):
+            row = await self.s.get(ServedGroup, group_id)
+            if row is None:
+                self.s.add(
+                    ServedGroup(group_id=group_id, self_id=self_id, listen=listen, since=now)
+                )
+            elif (row.self_id, row.listen) != (self_id, listen):
+                row.self_id, row.listen, row.since = self_id, listen, now
+
+
 class Collecting:
     def __init__(self, s: AsyncSession) -> None:
         self.s = s
@@ -717,3 +748,4 @@ class Repo:
         self.reminders = Reminders(session)
         self.reviews = Reviews(session)
         self.quotas = Quotas(session)
+        self.served = ServedGroups(session)

@@ -6,6 +6,7 @@ import asyncio
 from collections import Counter
 
 import aiohttp
+import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import func, select
 
@@ -13,6 +14,8 @@ from bot.server import BOT_KEY
 from storage.models import Draft, Member, Role, Topic, Unit
 
 from .test_files import make_docx
+
+pytestmark = pytest.mark.sqlite_only("xinxibot demo is SQLite by design (DESIGN §7)")
 
 
 async def test_demo_seed_upload_and_fast_forward(tmp_path):
