@@ -90,7 +90,7 @@ class BotApp:
                 for im_id in sorted(self.config.coordinator_ids):
                     await repo.members.ensure_coordinator(im_id, now)
                 self.collecting = set(await repo.collecting.all_keys())
-                pending_files = await repo.files.pending_ids()
+                pending_files = await repo.files.pending_ids(self.config.onebot.self_id or None)
             for job_id in pending_files:  # downloads interrupted by a restart
                 self.spawn(files.download(self, job_id))
             await self.sender.start()

@@ -483,10 +483,12 @@ class Collecting:
         await self.s.delete(session)
 
     async def idle_since(self, cutoff: datetime) -> list[CollectSession]:
+        """Idle, not yet prompted; rows another process is prompting now are skipped
+        (PostgreSQL; SQLite has one process)."""
         q = select(CollectSession).where(
             CollectSession.last_activity_at <= cutoff, CollectSession.prompted.is_(False)
         )
-        return list((await self.s.execute(q)).scalars())
+        return list((await self.s.execute(q.with_for_update(skip_locked=True))).scalars())
 
     async def all_keys(self) -> list[tuple[str, int, int]]:
         q = select(CollectSession.chat_type, CollectSession.chat_id, CollectSession.im_id)
@@ -505,9 +507,13 @@ class FileJobs:
         await self.s.flush()
         return job
 
-    async def pending_ids(self) -> list[int]:
-        q = select(FileJob.id).where(FileJob.status == "pending").order_by(FileJob.id)
-        return list((await self.s.execute(q)).scalars())
+    async def pending_ids(self, self_id: int | None = None) -> list[int]:
+        """Downloads to resume; with `self_id`, only that account's (the others' processes
+        resume theirs)."""
+        q = select(FileJob.id).where(FileJob.status == "pending")
+        if self_id is not None:
+            q = q.where(FileJob.self_id == self_id)
+        return list((await self.s.execute(q.order_by(FileJob.id))).scalars())
 
 
 class Topics:
