@@ -67,11 +67,15 @@ class Cluster:
             yield
             return
         await self.locks.open()
-        await self.locks.lock(STARTUP)
         try:
-            yield
-        finally:
-            await self.locks.unlock(STARTUP)
+            await self.locks.lock(STARTUP)
+            try:
+                yield
+            finally:
+                await self.locks.unlock(STARTUP)
+        except BaseException:  # start-up failed: no lock outlives it
+            await self.locks.close()
+            raise
 
     async def join(self) -> None:
         """Take this process's account and groups; become the scheduler if nobody is."""

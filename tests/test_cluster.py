@@ -245,6 +245,21 @@ async def test_two_processes_share_one_county(tmp_path):
                     assert j - i + 1 <= 5 + (times[j] - times[i]) * 1.0 + 0.5, (group, times)
             print(f"\ntopic posts to {group}, s: {[round(t - times[0], 2) for t in times]}")
         assert not fake_a.group_posts(GROUP_B) and not fake_b.group_posts(GROUP_A)
+
+        # 4. A second process for account A, or a new account claiming group B, is refused.
+        twin = BotProcess(tmp_path, "twin", ACCOUNT_A, 700000303, fake_a.url)
+        thief = BotProcess(tmp_path, "thief", 3300000303, GROUP_B, fake_b.url)
+        for bot, words in (
+            (twin, f"账号 {ACCOUNT_A} 已有一个 xinxibot 进程在使用同一数据库"),
+            (thief, f"群 {GROUP_B} 已由账号 {ACCOUNT_B} 的进程服务"),
+        ):
+            proc = bot._spawn()
+            assert await asyncio.to_thread(proc.wait, 60) == 2
+            assert words in bot.log(), bot.log()
+        assert sorted(query(url, "select group_id, self_id from served_group")) == [
+            (GROUP_A, ACCOUNT_A),
+            (GROUP_B, ACCOUNT_B),
+        ]
     finally:
         await asyncio.gather(a.stop(), b.stop())
         await server_a.close()

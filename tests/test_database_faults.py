@@ -14,6 +14,8 @@ import threading
 import pytest
 from sqlalchemy.engine import make_url
 
+from bot.config import ConfigError
+
 from . import pgtest
 from .conftest import COORDINATOR, SELF_ID, database_url, populate, start_harness
 from .test_crash import free_port
@@ -162,3 +164,11 @@ async def test_deadlock_with_another_process_is_retried_not_shown(group, caplog)
     assert f"编号G{drafts[1].id}，本月第2条" in group.last_reply()
     assert all("内部错误" not in t for t in group.replies())
     assert COORDINATOR not in [t for k, t, _ in group.fake.sent() if k == "private"]
+
+
+@pytest.mark.postgres
+async def test_postgres_needs_the_bots_own_account(tmp_path, fake_onebot):
+    """Several processes may share PostgreSQL, so each must say which account it serves."""
+    with pytest.raises(ConfigError) as refused:
+        await start_harness(tmp_path, fake_onebot, onebot__self_id=0)
+    assert refused.value.key == "onebot.self_id" and refused.value.problem == "missing"
