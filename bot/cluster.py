@@ -96,7 +96,11 @@ class Cluster:
                     if other != self.account and await self._running(other):
                         raise ConfigError("onebot.groups", "group_served", str(other), group_id)
                 await repo.served.register(
-                    self.account, groups, self.app.config.bot.listen, self.app.clock.now()
+                    self.account,
+                    groups,
+                    self.app.config.bot.listen,
+                    self.app.clock.now(),
+                    only=self.locks is None,
                 )
         self.leader = self.locks is None or await self.locks.try_lock(SCHEDULER)
         log.info(

@@ -423,14 +423,14 @@ class ServedGroups:
         return dict((await self.s.execute(select(ServedGroup.group_id, ServedGroup.self_id))).all())
 
     async def register(
-        self, self_id: int, groups: Iterable[int], listen: str, now: datetime
+        self, self_id: int, groups: Iterable[int], listen: str, now: datetime, only: bool = False
     ) -> None:
-        """`self_id` serves exactly `groups` now (a group taken from another account moves)."""
+        """`self_id` serves exactly `groups` now (a group taken from another account moves);
+        `only`: no other account is served any more (one process on SQLite)."""
         groups = set(groups)
+        gone = ServedGroup.group_id.not_in(groups)
         await self.s.execute(
-            delete(ServedGroup).where(
-                ServedGroup.self_id == self_id, ServedGroup.group_id.not_in(groups)
-            )
+            delete(ServedGroup).where(gone if only else gone & (ServedGroup.self_id == self_id))
         )
         for group_id in sorted(groups):
             row = await self.s.get(ServedGroup, group_id)

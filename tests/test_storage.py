@@ -131,3 +131,21 @@ def test_char_count_counts_non_whitespace_characters():
     assert char_count(" 一 二\n三\t四　五 ") == 5  # full-width space is whitespace too
     assert char_count("GDP增长8.5%") == 9
     assert content_hash("标题", "正 文") == content_hash("标 题", "正文\n")
+
+
+async def test_served_groups_move_between_accounts(tmp_path):
+    db = Database(database_url(tmp_path, "g"))
+    await migrate.upgrade(db.engine)
+    now = datetime(2026, 11, 23, 10)
+
+    async def register(account: int, groups: list[int], only: bool = False) -> dict[int, int]:
+        async with db.transaction() as s:
+            await Repo(s).served.register(account, groups, "127.0.0.1:8080", now, only=only)
+        async with db.reader() as s:
+            return await Repo(s).served.routes()
+
+    assert await register(1, [11, 12]) == {11: 1, 12: 1}
+    assert await register(2, [13, 12]) == {11: 1, 12: 2, 13: 2}  # group 12 moved to account 2
+    assert await register(1, [11, 14]) == {11: 1, 12: 2, 13: 2, 14: 1}
+    assert await register(1, [14], only=True) == {14: 1}  # one process on SQLite: the rest is stale
+    await db.close()
