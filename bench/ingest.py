@@ -11,7 +11,11 @@ turns A B C A B C at each concurrency (1, 10, 100 senders):
 * xinxibot   - `xinxibot run` on SQLite, rate limit lifted (`rate_per_minute = 0`);
 * nonebot2   - bench/nonebot_equiv on NoneBot2 + nonebot-adapter-onebot, installed
                from PyPI into its own venv (bench/.venv-nonebot) on the first run;
-* bare       - an aiohttp handler that reads the body and answers 204 (the ceiling).
+* bare       - an aiohttp handler that reads the body and answers 204 (the ceiling);
+* with `--postgres URL` (a server where this script may create databases):
+  pg         - `xinxibot run` on a PostgreSQL database of its own;
+  pg-2proc   - two `xinxibot run` processes sharing one PostgreSQL database, each
+               with its own account and group, the senders split between them.
 
 Both bots send their replies to one fake OneBot HTTP API (bench/peers.py),
 which records when each message arrived and whom it @-mentions. An event is
@@ -55,6 +59,7 @@ NONEBOT_VENV = BENCH / ".venv-nonebot"
 
 GROUP = 700100200
 SELF_ID = 3300000001
+GROUP_2, SELF_ID_2 = 700100201, 3300000002  # the second process of pg-2proc
 SECRET = "bench-secret"
 OFFICERS = 100
 CONCURRENCY = (1, 10, 100)
@@ -75,18 +80,28 @@ class Server:
     port: int
     proc: subprocess.Popen
     log: Path
+    self_id: int = SELF_ID
+    group: int = GROUP
+    more: list[Server] = field(default_factory=list)  # a multi-process contender's others
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/onebot/v11/"
 
+    @property
+    def endpoints(self) -> list[Server]:
+        """Where events go: officer i posts to endpoints[i % n], with its account and group."""
+        return [self, *self.more]
+
     def rss_mb(self) -> float:
         for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
             if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
+                return int(line.split()[1]) / 1024 + sum(m.rss_mb() for m in self.more)
         return 0.0
 
     def stop(self) -> None:
+        for other in self.more:
+            other.stop()
         if self.proc.poll() is None:
             self.proc.terminate()
             try:
@@ -103,8 +118,10 @@ def spawn(name: str, cmd: list[str], port: int, workdir: Path, env: dict | None 
 
 
 async def wait_ready(server: Server, limit: float = 60.0) -> float:
-    """Seconds until the server answers HTTP at all."""
+    """Seconds until the server (each of its processes) answers HTTP at all."""
     start = time.monotonic()
+    for other in server.more:
+        await wait_ready(other, limit)
     async with aiohttp.ClientSession() as session:
         while time.monotonic() - start < limit:
             if server.proc.poll() is not None:
@@ -124,28 +141,78 @@ def officers(n: int) -> list[tuple[int, str, str]]:
     return [(20001 + i, f"信息员{i + 1:03d}", f"测试单位{i + 1:03d}") for i in range(n)]
 
 
-def start_xinxibot(workdir: Path, api_url: str, rate_per_minute: int) -> Server:
+def start_xinxibot(workdir: Path, api_url: str, rate_per_minute: int, database: str | None = None,
+                   name: str = "xinxibot", self_id: int = SELF_ID, group: int = GROUP,
+                   import_units: bool = True) -> Server:  # fmt: skip
+    """`xinxibot run` on `database` (default: SQLite in `workdir`) with the bench's officers."""
     workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
+    database = database or f"sqlite+aiosqlite:///{workdir / 'xinxibot.db'}"
     config = workdir / "xinxibot.toml"
     config.write_text(
-        f'[bot]\ndatabase = "sqlite+aiosqlite:///{workdir / "xinxibot.db"}"\nlisten = "127.0.0.1:{port}"\n'
-        f'coordinators = ["10002"]\n\n[onebot]\ngroups = [{GROUP}]\napi_url = "{api_url}"\n'
-        f'secret = "{SECRET}"\nrate_per_minute = {rate_per_minute}\n\n'
+        f'[bot]\ndatabase = "{database}"\nlisten = "127.0.0.1:{port}"\n'
+        f'coordinators = ["10002"]\n\n[onebot]\nself_id = {self_id}\ngroups = [{group}]\n'
+        f'api_url = "{api_url}"\nsecret = "{SECRET}"\nrate_per_minute = {rate_per_minute}\n\n'
         '[schedule]\nquiet_hours = ""\n\n[limits]\ndrafts_per_hour = 1000000\n',
         encoding="utf-8",
     )
-    sheet = workdir / "officers.csv"
-    with sheet.open("w", encoding="utf-8", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["单位名称", "类型", "别名", "信息员QQ", "信息员姓名"])
-        for qq, name, unit in officers(OFFICERS):
-            w.writerow([unit, "部门", "", qq, name])
     xinxibot = [sys.executable, "-m", "bot.cli"]
-    subprocess.run([*xinxibot, "units", "import", str(sheet), "--config", str(config)], cwd=ROOT,
-                   check=True, capture_output=True)  # fmt: skip
-    return spawn("xinxibot", [*xinxibot, "run", "--config", str(config)], port, workdir,
-                 {"PYTHONPATH": str(ROOT)})  # fmt: skip
+    if import_units:
+        sheet = workdir / "officers.csv"
+        with sheet.open("w", encoding="utf-8", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["单位名称", "类型", "别名", "信息员QQ", "信息员姓名"])
+            for qq, officer, unit in officers(OFFICERS):
+                w.writerow([unit, "部门", "", qq, officer])
+        subprocess.run([*xinxibot, "units", "import", str(sheet), "--config", str(config)], cwd=ROOT,
+                       check=True, capture_output=True)  # fmt: skip
+    server = spawn(name, [*xinxibot, "run", "--config", str(config)], port, workdir,
+                   {"PYTHONPATH": str(ROOT)})  # fmt: skip
+    server.self_id, server.group = self_id, group
+    return server
+
+
+class PostgresDatabases:
+    """Databases of this run on the server at `url`, dropped at the end."""
+
+    def __init__(self, url: str) -> None:
+        from sqlalchemy.engine import make_url
+
+        self.url = make_url(url)
+        self.names: list[str] = []
+
+    def _admin(self):
+        import psycopg
+
+        libpq = self.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        return psycopg.connect(libpq, autocommit=True)
+
+    def create(self, suffix: str) -> str:
+        name = f"xinxibot_bench_{os.getpid()}_{suffix}"
+        with self._admin() as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            conn.execute(f'CREATE DATABASE "{name}" TEMPLATE template0')
+        self.names.append(name)
+        return self.url.set(drivername="postgresql+asyncpg", database=name).render_as_string(
+            hide_password=False
+        )
+
+    def drop_all(self) -> None:
+        with self._admin() as conn:
+            for name in self.names:
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        self.names.clear()
+
+
+def start_postgres_contenders(work: Path, api_url: str, dbs: PostgresDatabases) -> list[Server]:
+    """pg: one process on its own database; pg-2proc: two processes sharing another."""
+    one = start_xinxibot(work / "pg", api_url, 0, dbs.create("1"), name="pg")
+    shared = dbs.create("2")
+    first = start_xinxibot(work / "pg-2proc-a", api_url, 0, shared, name="pg-2proc")
+    second = start_xinxibot(work / "pg-2proc-b", api_url, 0, shared, name="pg-2proc",
+                            self_id=SELF_ID_2, group=GROUP_2, import_units=False)  # fmt: skip
+    first.more.append(second)
+    return [one, first]
 
 
 def nonebot_python() -> Path:
@@ -197,6 +264,7 @@ class Event:
     kind: str  # chatter | submit | mine
     body: bytes
     headers: dict
+    url: str = ""  # where it is posted (a multi-process contender's endpoint)
     token: str = ""  # the submission's title marker, found again in its receipt
     sent: float = 0.0
     accepted: float | None = None
@@ -206,11 +274,12 @@ class Event:
 _ids = iter(range(1, 1 << 62))
 
 
-def make_event(user: int, name: str, kind: str, text: str) -> Event:
+def make_event(user: int, name: str, kind: str, text: str, to: Server | None = None) -> Event:
     mid = next(_ids)
+    self_id, group = (to.self_id, to.group) if to else (SELF_ID, GROUP)
     payload = {
-        "time": int(time.time()), "self_id": SELF_ID, "post_type": "message", "message_type": "group",
-        "sub_type": "normal", "message_id": mid, "group_id": GROUP, "user_id": user, "anonymous": None,
+        "time": int(time.time()), "self_id": self_id, "post_type": "message", "message_type": "group",
+        "sub_type": "normal", "message_id": mid, "group_id": group, "user_id": user, "anonymous": None,
         "message": [{"type": "text", "data": {"text": text}}], "raw_message": text, "font": 0,
         "sender": {"user_id": user, "nickname": name, "card": name, "role": "member"},
     }  # fmt: skip
@@ -218,10 +287,10 @@ def make_event(user: int, name: str, kind: str, text: str) -> Event:
     signature = "sha1=" + hmac.new(SECRET.encode(), body, "sha1").hexdigest()
     headers = {
         "Content-Type": "application/json",
-        "X-Self-ID": str(SELF_ID),
+        "X-Self-ID": str(self_id),
         "X-Signature": signature,
     }
-    return Event(user, kind, body, headers)
+    return Event(user, kind, body, headers, to.url if to else "")
 
 
 CHATTER = [
@@ -233,22 +302,26 @@ CHATTER = [
 ]
 
 
-def make_stream(count: int, senders: int, rng: random.Random, tag: str) -> list[list[Event]]:
-    """`count` events dealt round-robin to `senders` officers: 70/20/10 chatter/submit/mine."""
+def make_stream(count: int, senders: int, rng: random.Random, tag: str,
+                server: Server | None = None) -> list[list[Event]]:  # fmt: skip
+    """`count` events dealt round-robin to `senders` officers: 70/20/10 chatter/submit/mine;
+    officer i posts to the server's endpoint i % n."""
     people = officers(OFFICERS)[:senders]
     queues: list[list[Event]] = [[] for _ in range(senders)]
+    ends = server.endpoints if server else [None]
     for i in range(count):
         qq, name, _ = people[i % senders]
+        to = ends[(i % senders) % len(ends)]
         r = rng.random()
         if r < 0.7:
-            ev = make_event(qq, name, "chatter", rng.choice(CHATTER))
+            ev = make_event(qq, name, "chatter", rng.choice(CHATTER), to)
         elif r < 0.9:
             token = f"{tag}{i}"
             body = f"本周共排查隐患{rng.randint(3, 90)}处，整改完成{rng.randint(1, 60)}处，编号{token}。"
-            ev = make_event(qq, name, "submit", f"/报送 关于安全生产检查的情况{token}\n{body}")
+            ev = make_event(qq, name, "submit", f"/报送 关于安全生产检查的情况{token}\n{body}", to)
             ev.token = token
         else:
-            ev = make_event(qq, name, "mine", "/我的稿件")
+            ev = make_event(qq, name, "mine", "/我的稿件", to)
         queues[i % senders].append(ev)
     return queues
 
@@ -304,7 +377,9 @@ async def run_phase(server: Server, api: str, queues: list[list[Event]], time_li
                     pending[ev.user].append(ev)
                 result.events.append(ev)
                 try:
-                    async with session.post(server.url, data=ev.body, headers=ev.headers) as r:
+                    async with session.post(
+                        ev.url or server.url, data=ev.body, headers=ev.headers
+                    ) as r:
                         await r.read()
                         ok = r.status < 300
                 except aiohttp.ClientError:
@@ -453,6 +528,7 @@ async def deadline_rush(workdir: Path, api_server: Server, count: int, officers_
 
 async def main_async(args: argparse.Namespace) -> int:
     rng = random.Random(args.seed)
+    dbs = PostgresDatabases(args.postgres) if args.postgres else None
     with tempfile.TemporaryDirectory(prefix="xinxibot-ingest-") as tmp:
         work = Path(tmp)
         api_server = start_peer("fake-api", work)
@@ -465,13 +541,17 @@ async def main_async(args: argparse.Namespace) -> int:
             if not args.no_nonebot:
                 contenders.append(start_nonebot(work / "nonebot2", api))
                 servers.append(contenders[-1])
+            if dbs is not None:
+                pg = start_postgres_contenders(work, api, dbs)
+                contenders += pg
+                servers += pg
             contenders.append(start_peer("bare", work))
             servers.append(contenders[-1])
             for s in contenders:
                 await wait_ready(s)
             # One small warm-up per server (first-request imports, page cache).
             for s in contenders:
-                await run_phase(s, api, make_stream(50, 5, rng, "W"), 30, 30)
+                await run_phase(s, api, make_stream(50, 5, rng, "W", s), 30, 30)
             print(f"{args.rounds} round(s) of A B C per concurrency; {args.events} events per phase "
                   f"(1 sender: {max(args.events // 5, 20)}); 70% chatter, 20% /报送, 10% /我的稿件", flush=True)  # fmt: skip
             summaries: list[Summary] = []
@@ -479,8 +559,8 @@ async def main_async(args: argparse.Namespace) -> int:
                 count = args.events if senders > 1 else max(args.events // 5, 20)
                 phases: dict[str, list[PhaseResult]] = defaultdict(list)
                 for rnd in range(args.rounds):
-                    for s in contenders:
-                        queues = make_stream(count, senders, rng, f"{s.name[0]}{senders}x{rnd}n")
+                    for n, s in enumerate(contenders):
+                        queues = make_stream(count, senders, rng, f"{n}s{senders}x{rnd}n", s)
                         phases[s.name].append(
                             await run_phase(s, api, queues, args.phase_seconds, args.drain_seconds)
                         )
@@ -505,6 +585,8 @@ async def main_async(args: argparse.Namespace) -> int:
         finally:
             for s in servers:
                 s.stop()
+            if dbs is not None:
+                dbs.drop_all()
     return 0
 
 
@@ -550,6 +632,8 @@ def main() -> int:
     p.add_argument("--rush-officers", type=int, default=50)
     p.add_argument("--rush-seconds", type=float, default=120)
     p.add_argument("--no-nonebot", action="store_true", help="skip NoneBot2 (no venv install)")
+    p.add_argument("--postgres", metavar="URL", help="also run xinxibot on PostgreSQL, one and two "
+                   "processes (postgresql+asyncpg://USER@HOST:PORT/DB; creates and drops databases)")  # fmt: skip
     p.add_argument("--seed", type=int, default=11)
     args = p.parse_args()
     if max(args.senders) > OFFICERS or args.rush_officers > OFFICERS:

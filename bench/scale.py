@@ -3,6 +3,8 @@ weekly post, and print peak memory.
 
     python bench/scale.py                      # county and province scale
     python bench/scale.py --only province --keep /tmp/province.db   # reuse a generated file
+    python bench/scale.py --postgres postgresql+asyncpg://postgres@127.0.0.1:5432/test
+                                               # each scale on SQLite and on PostgreSQL
 
 Province scale: 3,000 units, 1,000,000 drafts, 200,000 adoptions (DESIGN §9:
 standings under 300 ms on SQLite, memory flat in the number of drafts).
@@ -64,89 +66,123 @@ def rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-async def create_schema(path: Path) -> None:
-    db = Database(f"sqlite+aiosqlite:///{path}")
+async def create_schema(url: str) -> None:
+    db = Database(url)
     await migrate.upgrade(db.engine)
     await db.close()
 
 
-def generate(
-    path: Path, units: int, drafts: int, adoptions: int, years: float, seed: int = 7
-) -> None:
+def history(units: int, drafts: int, adoptions: int, years: float, seed: int = 7) -> dict:
+    """The generated rows per table (the same history for SQLite and PostgreSQL)."""
     rng = random.Random(seed)
-    con = sqlite3.connect(path)
-    con.execute("PRAGMA journal_mode=WAL")
-    con.execute("PRAGMA synchronous=OFF")
     created = ts(YEAR_START - timedelta(days=400))
-    con.executemany(
-        "INSERT INTO unit (id, name, kind, klass, active, created_at) VALUES (?, ?, ?, NULL, 1, ?)",
-        ((i, f"单位{i:04d}", KINDS[i % 3], created) for i in range(1, units + 1)),
-    )
-    con.executemany(
-        "INSERT INTO member (id, im_id, name, role, unit_id, created_at, updated_at) VALUES (?, ?, ?, 'officer', ?, ?, ?)",
-        ((i, 100000 + i, f"信息员{i}", i, created, created) for i in range(1, units + 1)),
-    )
     first = NOW - timedelta(days=365 * years)  # the history spans `years` up to now
     span = (NOW - first).total_seconds()
     # active units submit more; some units are silent for weeks
     weights = [rng.paretovariate(1.5) for _ in range(units)]
     unit_ids = rng.choices(range(1, units + 1), weights=weights, k=drafts)
-    batch = []
-    for i, unit in enumerate(unit_ids, 1):
-        when = first + timedelta(seconds=rng.random() * span)
-        batch.append(
-            (i, unit, unit, f"信息{i}", 1200, "动态", 0, "group", "submitted", f"h{i}", ts(when))
-        )
-        if len(batch) == 50_000:
-            _insert_drafts(con, batch)
-            batch = []
-    _insert_drafts(con, batch)
-    adopted = rng.sample(range(1, drafts + 1), adoptions)
-    rows = con.execute(
-        f"SELECT id, unit_id, submitted_at FROM draft WHERE id IN ({','.join(map(str, adopted))})"
-    ).fetchall()
+    when = [first + timedelta(seconds=rng.random() * span) for _ in range(drafts)]
+    adopted = set(rng.sample(range(1, drafts + 1), adoptions))
     adoption_rows, points_rows = [], []
-    for n, (draft_id, unit_id, submitted) in enumerate(rows, 1):
+    for n, draft_id in enumerate(sorted(adopted), 1):
+        unit_id = unit_ids[draft_id - 1]
         level, outlet, points = rng.choices(LEVELS, weights=[60, 30, 9, 1])[0]
-        at = min(
-            datetime.fromisoformat(submitted) + timedelta(days=rng.randint(1, 20)),
-            NOW - timedelta(hours=1),
+        at = ts(
+            min(when[draft_id - 1] + timedelta(days=rng.randint(1, 20)), NOW - timedelta(hours=1))
         )
-        adoption_rows.append((n, draft_id, unit_id, outlet, level, "full", ts(at), unit_id))
-        points_rows.append((unit_id, draft_id, "adoption", n, points, "2026", ts(at)))
-    con.executemany(
-        "INSERT INTO adoption (id, draft_id, unit_id, outlet, level, form, issue, at, by) VALUES (?, ?, ?, ?, ?, ?, NULL, ?, ?)",
-        adoption_rows,
-    )
-    con.executemany(
-        "INSERT INTO points (unit_id, draft_id, kind, ref_id, points, rule_version, at, void) VALUES (?, ?, ?, ?, ?, ?, ?, 0)",
-        points_rows,
-    )
-    con.execute("UPDATE draft SET status = 'adopted' WHERE id IN (SELECT draft_id FROM adoption)")
-    # What the reminders judge: 4 drafts a month for every unit, 12 points a year for direct points.
-    con.executemany(
-        "INSERT INTO quota (scope, unit_id, kind, period, metric, target, valid_from) VALUES (?, NULL, ?, ?, ?, ?, ?)",
-        [
-            ("all", None, "month", "submitted", 4, created),
-            ("kind", "direct_point", "year", "points", 12, created),
+        adoption_rows.append((n, draft_id, unit_id, outlet, level, "full", at, unit_id))
+        points_rows.append((n, unit_id, draft_id, "adoption", n, points, "2026", at))
+    return {
+        "unit": ((i, f"单位{i:04d}", KINDS[i % 3], created) for i in range(1, units + 1)),
+        "member": ((i, 100000 + i, f"信息员{i}", i, created, created) for i in range(1, units + 1)),
+        "draft": (
+            (
+                i,
+                unit,
+                unit,
+                f"信息{i}",
+                1200,
+                "动态",
+                "group",
+                "adopted" if i in adopted else "submitted",
+                f"h{i}",
+                ts(when[i - 1]),
+                ts(when[i - 1]),  # every piece is its only version
+            )
+            for i, unit in enumerate(unit_ids, 1)
+        ),
+        "adoption": adoption_rows,
+        "points": points_rows,
+        # What the reminders judge: 4 drafts a month for every unit, 12 points a year for direct points.
+        "quota": [
+            (1, "all", None, "month", "submitted", 4, created),
+            (2, "kind", "direct_point", "year", "points", 12, created),
         ],
-    )
+    }
+
+
+COLUMNS = {  # the generated columns; the others keep their defaults
+    "unit": "id, name, kind, created_at",
+    "member": "id, im_id, name, unit_id, created_at, updated_at",
+    "draft": "id, unit_id, submitter_id, title, char_count, category, source, status, content_hash, submitted_at, piece_at",
+    "adoption": "id, draft_id, unit_id, outlet, level, form, at, by",
+    "points": "id, unit_id, draft_id, kind, ref_id, points, rule_version, at",
+    "quota": "id, scope, kind, period, metric, target, valid_from",
+}
+CONSTANTS = {  # NOT NULL columns without a server default: the same value in every row
+    "unit": {"active": True},
+    "member": {"role": "officer"},
+    "draft": {"body": "", "urgent": False, "live": True},
+    "points": {"void": False},
+    "quota": {},
+    "adoption": {},
+}
+
+
+def _rows(table: str, rows) -> tuple[str, object]:
+    extra = CONSTANTS[table]
+    columns = COLUMNS[table] + "".join(f", {c}" for c in extra)
+    return columns, (tuple(r) + tuple(extra.values()) for r in rows)
+
+
+def generate(path: Path, units: int, drafts: int, adoptions: int, years: float) -> None:
+    con = sqlite3.connect(path)
+    con.execute("PRAGMA journal_mode=WAL")
+    con.execute("PRAGMA synchronous=OFF")
+    for table, rows in history(units, drafts, adoptions, years).items():
+        columns, values = _rows(table, rows)
+        marks = ", ".join("?" * len(columns.split(", ")))
+        con.executemany(f"INSERT INTO {table} ({columns}) VALUES ({marks})", values)
     con.commit()
     con.close()
 
 
-def _insert_drafts(con: sqlite3.Connection, rows: list[tuple]) -> None:
-    con.executemany(
-        "INSERT INTO draft (id, unit_id, submitter_id, title, body, char_count, category, urgent, source, status, "
-        "content_hash, submitted_at, piece_at, live) VALUES (?, ?, ?, ?, '', ?, ?, ?, ?, ?, ?, ?, ?, 1)",
-        [(*row, row[-1]) for row in rows],
-    )
+def generate_postgres(url: str, units: int, drafts: int, adoptions: int, years: float) -> None:
+    """The same history, loaded with COPY; then what autovacuum would do after a bulk load."""
+    import psycopg
+
+    with psycopg.connect(libpq(url)) as conn:
+        for table, rows in history(units, drafts, adoptions, years).items():
+            columns, values = _rows(table, rows)
+            with conn.cursor().copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
+                for row in values:
+                    copy.write_row(row)
+            conn.execute(
+                f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))"
+            )
+        conn.commit()
+        conn.autocommit = True
+        conn.execute("VACUUM ANALYZE")
 
 
-async def measure(path: Path, repeat: int) -> dict[str, float]:
-    config = build(
-        {"bot": {"database": f"sqlite+aiosqlite:///{path}"}, "onebot": {"groups": [1]}}, env={}
-    )
+def libpq(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+async def measure(url: str, repeat: int) -> dict[str, float]:
+    config = build({"bot": {"database": url}, "onebot": {"groups": [1]}}, env={})
     app = BotApp(config, ROUTERS)
     app.clock.set(NOW)
     year = st.period_containing("year", NOW)
@@ -172,9 +208,10 @@ async def measure(path: Path, repeat: int) -> dict[str, float]:
             t = time.perf_counter()
             behind = [p for p in await progress(app, repo, NOW) if lagging(app, p)]
             out["lagging_ms"].append((time.perf_counter() - t) * 1000)
+        explain = "EXPLAIN QUERY PLAN" if url.startswith("sqlite") else "EXPLAIN"
         plan = (await s.execute(text_sql(
-            "EXPLAIN QUERY PLAN SELECT unit_id, count(*) FROM draft WHERE piece_at >= :a AND piece_at < :b "
-            "AND live = 1 AND status NOT IN ('withdrawn', 'awaiting_file') GROUP BY unit_id"), {"a": ts(year.start), "b": ts(NOW)},
+            f"{explain} SELECT unit_id, count(*) FROM draft WHERE piece_at >= :a AND piece_at < :b "
+            "AND live AND status NOT IN ('withdrawn', 'awaiting_file') GROUP BY unit_id"), {"a": year.start, "b": NOW},
         )).all()  # fmt: skip
     await app.db.close()
     result = {k: statistics.median(v) for k, v in out.items() if v}
@@ -184,30 +221,31 @@ async def measure(path: Path, repeat: int) -> dict[str, float]:
     return result
 
 
-def measure_in_child(path: Path, repeat: int) -> dict:
+def measure_in_child(url: str, repeat: int) -> dict:
     """Measure in a new process: its peak RSS is the bot's, not the generator's."""
     import json
     import subprocess
 
-    out = subprocess.run([sys.executable, __file__, "--measure", str(path), "--repeat", str(repeat)],
+    out = subprocess.run([sys.executable, __file__, "--measure", url, "--repeat", str(repeat)],
                          capture_output=True, text=True, check=True)  # fmt: skip
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def startup(path: Path | None, runs: int = 3) -> tuple[float, float]:
+def startup(url: str | None, runs: int = 3) -> tuple[float, float]:
     """Seconds from spawning `xinxibot run` until it answers HTTP (median of `runs`),
-    and its RSS after 3 s idle. `path` None: a new, empty database each run."""
+    and its RSS after 3 s idle. `url` None: a new, empty SQLite database each run."""
     from ingest import free_port, spawn, wait_ready  # the ingest bench's process helpers
 
     times, rss = [], 0.0
     for _ in range(runs):
         with tempfile.TemporaryDirectory() as tmp:
             work = Path(tmp)
-            db = path or work / "empty.db"
+            db = url or f"sqlite+aiosqlite:///{work / 'empty.db'}"
             port = free_port()
             config = work / "xinxibot.toml"
-            config.write_text(f'[bot]\ndatabase = "sqlite+aiosqlite:///{db}"\nlisten = "127.0.0.1:{port}"\n'
-                              '[onebot]\ngroups = [700100200]\napi_url = ""\n', encoding="utf-8")  # fmt: skip
+            config.write_text(f'[bot]\ndatabase = "{db}"\nlisten = "127.0.0.1:{port}"\n'
+                              '[onebot]\nself_id = 3300000001\ngroups = [700100200]\napi_url = ""\n',
+                              encoding="utf-8")  # fmt: skip
             start = time.perf_counter()
             server = spawn("xinxibot", [sys.executable, "-m", "bot.cli", "run", "--config", str(config)],
                            port, work, {"PYTHONPATH": str(ROOT)})  # fmt: skip
@@ -219,6 +257,16 @@ def startup(path: Path | None, runs: int = 3) -> tuple[float, float]:
             finally:
                 server.stop()
     return statistics.median(times), rss
+
+
+def report(name: str, size: dict, url: str, generated: float, args: argparse.Namespace) -> None:
+    r = measure_in_child(url, args.repeat)
+    boot, idle_rss = startup(url, args.startup_runs)
+    print(f"{name:<12}{size['units']:>7}{size['drafts']:>10}{size['adoptions']:>11}{generated:>12.1f}"
+          f"{r['yearly_standings_ms']:>14.1f}{r['weekly_post_ms']:>16.1f}{r['lagging_ms']:>12.1f}"
+          f"{r['peak_rss_mb']:>13.0f}{boot:>11.2f}{idle_rss:>13.0f}", flush=True)  # fmt: skip
+    print(f"  lagging units found: {r['lagging_units']} of {size['units']}")
+    print(f"  draft count plan: {r['draft_count_plan']}", flush=True)
 
 
 def main() -> int:
@@ -239,7 +287,10 @@ def main() -> int:
         default=4.0,
         help="years the history spans (1 = all of it this year: the worst case)",
     )
-    p.add_argument("--measure", type=Path, help=argparse.SUPPRESS)
+    p.add_argument("--postgres", metavar="URL", help="each scale on PostgreSQL too "
+                   "(postgresql+asyncpg://USER@HOST:PORT/DB; creates and drops a database)")  # fmt: skip
+    p.add_argument("--startup-runs", type=int, default=3, help="start-up timings per database")
+    p.add_argument("--measure", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.measure:
         import json
@@ -260,32 +311,42 @@ def main() -> int:
     print(
         f"history spans {args.years:g} year(s) up to {NOW:%Y-%m-%d}; median of {args.repeat} runs"
     )
-    print(f"{'scale':<10}{'units':>7}{'drafts':>10}{'adoptions':>11}{'generate s':>12}{'standings ms':>14}"
+    print(f"{'scale':<12}{'units':>7}{'drafts':>10}{'adoptions':>11}{'generate s':>12}{'standings ms':>14}"
           f"{'weekly post ms':>16}{'lagging ms':>12}{'peak RSS MB':>13}{'startup s':>11}{'idle RSS MB':>13}")  # fmt: skip
-    empty_start, empty_rss = startup(None)
+    empty_start, empty_rss = startup(None, args.startup_runs)
     print(
-        f"{'empty':<10}{0:>7}{0:>10}{0:>11}{'':>12}{'':>14}{'':>16}{'':>12}{'':>13}{empty_start:>11.2f}{empty_rss:>13.0f}"
+        f"{'empty':<12}{0:>7}{0:>10}{0:>11}{'':>12}{'':>14}{'':>16}{'':>12}{'':>13}{empty_start:>11.2f}{empty_rss:>13.0f}"
     )
-    for name, size in scales.items():
-        tmp = None
-        path = args.keep
-        if path is None:
-            tmp = tempfile.TemporaryDirectory()
-            path = Path(tmp.name) / f"{name}.db"
-        t = time.perf_counter()
-        if not path.exists():
-            asyncio.run(create_schema(path))
-            generate(path, **size, years=args.years)
-        generated = time.perf_counter() - t
-        r = measure_in_child(path, args.repeat)
-        boot, idle_rss = startup(path)
-        print(f"{name:<10}{size['units']:>7}{size['drafts']:>10}{size['adoptions']:>11}{generated:>12.1f}"
-              f"{r['yearly_standings_ms']:>14.1f}{r['weekly_post_ms']:>16.1f}{r['lagging_ms']:>12.1f}"
-              f"{r['peak_rss_mb']:>13.0f}{boot:>11.2f}{idle_rss:>13.0f}")  # fmt: skip
-        print(f"  lagging units found: {r['lagging_units']} of {size['units']}")
-        print(f"  draft count plan: {r['draft_count_plan']}")
-        if tmp:
-            tmp.cleanup()
+    dbs = None
+    if args.postgres:
+        from ingest import PostgresDatabases
+
+        dbs = PostgresDatabases(args.postgres)
+    try:
+        for name, size in scales.items():
+            tmp = None
+            path = args.keep
+            if path is None:
+                tmp = tempfile.TemporaryDirectory()
+                path = Path(tmp.name) / f"{name}.db"
+            url = f"sqlite+aiosqlite:///{path}"
+            t = time.perf_counter()
+            if not path.exists():
+                asyncio.run(create_schema(url))
+                generate(path, **size, years=args.years)
+            report(name, size, url, time.perf_counter() - t, args)
+            if dbs is not None:
+                url = dbs.create(name)
+                t = time.perf_counter()
+                asyncio.run(create_schema(url))
+                generate_postgres(url, **size, years=args.years)
+                report(f"{name}/pg", size, url, time.perf_counter() - t, args)
+                dbs.drop_all()
+            if tmp:
+                tmp.cleanup()
+    finally:
+        if dbs is not None:
+            dbs.drop_all()
     return 0
 
 

@@ -18,6 +18,7 @@ from storage.models import Member
 from storage.queries import Repo
 
 from .clock import Clock
+from .cluster import Cluster
 from .config import Config, database_url
 from .context import Context, ConversationKey, Refusal, message_segments
 from .dispatcher import Dispatcher
@@ -53,7 +54,11 @@ class BotApp:
             config.base_dir / config.bot.scoring if config.bot.scoring else None
         )
         self.registry = Registry(routers)
-        self.groups = set(config.onebot.groups)
+        self.own_groups = set(config.onebot.groups)  # events are taken from these only
+        # Every group of the county, other processes' too (posts go to all), and
+        # which account serves each: kept by the cluster from `served_group`.
+        self.groups = set(self.own_groups)
+        self.routes: dict[int, int] = {}
         timeout = float(config.onebot.api_timeout_seconds)
         self.http_api = (
             HttpApi(config.onebot.api_url, config.onebot.access_token, timeout)
@@ -79,13 +84,16 @@ class BotApp:
             account_interval=timedelta(
                 milliseconds=config.onebot.account_interval_ms if transport is None else 0
             ),
+            account=config.onebot.self_id or None,
         )
         self.dispatcher = Dispatcher(self)
         self.calendar = WorkCalendar(config.calendar.holidays, config.calendar.workdays)
         self.posting = PostingTimes(self.calendar, QuietHours(config.schedule.quiet_hours))
         self.scheduler = Scheduler(self, database_url(config), self.clock)
+        self.cluster = Cluster(self)
         self.downloads = asyncio.Semaphore(config.limits.concurrent_downloads)
-        self.self_id: int | None = None  # the bot's account, learnt from events
+        # the bot's account: configured, or learnt from events (one process on SQLite)
+        self.self_id: int | None = config.onebot.self_id or None
         # Open multi-step conversations -> the owning router's name; in memory, so ordinary
         # group chat is answered without touching the database (owners restore it at start).
         self.conversations: dict[ConversationKey, str] = {}
@@ -99,28 +107,33 @@ class BotApp:
     async def start(
         self, tick: bool = True, prepare: Callable[[], Awaitable[None]] | None = None
     ) -> None:
-        """Migrate, run `prepare` (the demo seeds its county here), then the routers'
-        start-up hooks (jobs, conversations, interrupted downloads), then the sender."""
-        await migrate.upgrade(self.db.engine)
-        if prepare is not None:
-            await prepare()
-        now = self.clock.now()
-        await self.db.optimize()
-        self._analyzed_on = now.date()
-        async with self.db.transaction() as s:
-            repo = Repo(s)
-            for im_id in sorted(self.config.coordinator_ids):
-                await repo.members.ensure_coordinator(im_id, now)
-        self.scheduler.start()
-        for hook in self.registry.startup:
-            await hook(self)
-        await self.sender.start()
+        """Migrate, run `prepare` (the demo seeds its county here), join the cluster, then
+        the routers' start-up hooks (jobs, conversations, interrupted downloads), then the
+        sender and the forward WebSockets."""
+        async with self.cluster.starting():
+            await migrate.upgrade(self.db.engine)
+            if prepare is not None:
+                await prepare()
+            await self.cluster.join()
+            now = self.clock.now()
+            await self.db.optimize()
+            self._analyzed_on = now.date()
+            async with self.db.transaction() as s:
+                repo = Repo(s)
+                for im_id in sorted(self.config.coordinator_ids):
+                    await repo.members.ensure_coordinator(im_id, now)
+            self.scheduler.start(paused=not self.cluster.leader)
+            for hook in self.registry.startup:
+                await hook(self)
+            await self.sender.start()
+        self.cluster.start()
         for connection in self.forward:
             connection.start()
         if tick:
             self._ticker = asyncio.create_task(self._tick_forever(), name="ticker")
 
     async def stop(self) -> None:
+        await self.cluster.leave()
         self.scheduler.shutdown()
         if self._ticker is not None:
             self._ticker.cancel()
@@ -237,6 +250,8 @@ class BotApp:
         split into numbered parts, the mentions go with the first part."""
         parts = self.renderer.split(text)
         now = self.clock.now()
+        if target_type == "group":  # a group's messages go through the account serving it
+            self_id = self.routes.get(target_id) or self_id
         for i, part in enumerate(parts):
             segments = message_segments(part, mention if i == 0 else ())
             repo.outbox.add(

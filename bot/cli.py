@@ -89,22 +89,39 @@ def cmd_backup(args: argparse.Namespace) -> int:
     from storage.backup import BackupFailed, backup_sqlite, sqlite_path
 
     config = _load_config(args.config)
-    source = sqlite_path(database_url(config))
+    url = database_url(config)
+    source = sqlite_path(url)
+    target = Path(args.path)
+    if target.is_dir() or args.path.endswith(("/", os.sep)):
+        suffix = ".db" if source is not None else ".dump"
+        target = target / f"xinxibot-{datetime.now(config.tz):%Y%m%d-%H%M%S}{suffix}"
     if source is None:
-        say("backup_not_sqlite")
-        return 1
+        return _backup_postgres(url, target)
     if not source.exists():
         say("backup_no_database", path=source)
         return 1
-    target = Path(args.path)
-    if target.is_dir() or args.path.endswith(("/", os.sep)):
-        target = target / f"xinxibot-{datetime.now(config.tz):%Y%m%d-%H%M%S}.db"
     try:
         size = backup_sqlite(source, target)
     except BackupFailed:
         say("backup_failed", path=source)
         return 1
     say("backup_done", source=source, path=target, mb=round(size / 1_048_576, 1))
+    return 0
+
+
+def _backup_postgres(url: str, target: Path) -> int:
+    """pg_dump's consistent snapshot of a running county (custom format, for pg_restore)."""
+    import subprocess
+
+    from storage.pgdump import backup_postgres
+
+    try:
+        backup_postgres(url, target)
+    except (OSError, subprocess.CalledProcessError) as exc:
+        logging.getLogger(__name__).error("pg_dump failed: %s", getattr(exc, "stderr", exc))
+        say("backup_pg_failed", path=target)
+        return 1
+    say("backup_pg_done", path=target, mb=round(target.stat().st_size / 1_048_576, 1))
     return 0
 
 
@@ -400,12 +417,17 @@ def main(argv: list[str] | None = None) -> int:
     for noisy in ("alembic", "aiohttp.access"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     args = parser().parse_args(argv)
+    from storage.db import DatabaseUnavailable
+
     try:
         return args.func(args)
     except ConfigError as exc:
         say("config_error", key=exc.key, problem=exc.problem, allowed=exc.allowed, value=exc.value,
             choices=exc.choices, source=exc.source)  # fmt: skip
         return 2
+    except DatabaseUnavailable as exc:
+        say("db_unreachable", url=exc.url, error=exc.error)
+        return 3
 
 
 if __name__ == "__main__":

@@ -176,6 +176,9 @@ class BotSection:
 
 @dataclass
 class OneBotSection:
+    # The bot's own QQ account; 0: learnt from events (one process on SQLite).
+    # Required on PostgreSQL, where several processes may share the database.
+    self_id: int = field(default=0, metadata=rule(_non_negative))
     groups: list[int] = field(default_factory=list, metadata=rule(_valid_groups))
     api_url: str = field(default="", metadata=rule(_valid_url_or_empty))
     ws_url: list[str] = field(default_factory=list, metadata=rule(_valid_ws_urls, one_or_list=True))

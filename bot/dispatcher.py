@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
+from storage.db import DatabaseUnavailable, is_conflict
 from storage.models import Role
 from storage.queries import Repo
 
@@ -31,6 +33,8 @@ if TYPE_CHECKING:
     from .app import BotApp
 
 log = logging.getLogger(__name__)
+
+CONFLICT_ATTEMPTS = 5
 
 
 class KeyedLocks:
@@ -64,14 +68,14 @@ class Dispatcher:
             return False  # meta_event (heartbeat, lifecycle), request, message_sent
         if event.user_id == event.self_id:
             return False
-        if event.chat_type == "group" and event.group_id not in self.app.groups:
+        if event.chat_type == "group" and event.group_id not in self.app.own_groups:
             return False
         return True
 
     async def handle(self, event: Event) -> None:
         if not self.accepts(event):
             return
-        self.app.self_id = event.self_id
+        self.app.self_id = self.app.config.onebot.self_id or event.self_id
         if event.file is not None:
             spec = self.app.registry.file
             if spec is not None:
@@ -89,26 +93,41 @@ class Dispatcher:
 
     async def run(self, event: Event, action: Callable[[Context], object]) -> None:
         """Run `action` in one transaction (`app.acting`) with the event's key; a Refusal
-        or a crash rolls everything back and leaves only the key and the reply."""
+        or a crash rolls everything back and leaves only the key and the reply.
+        A conflict with another process's transaction (deadlock, serialization
+        failure, a key inserted meanwhile) runs it again; a lost database
+        raises DatabaseUnavailable (the event is refused, to be redelivered)."""
         app = self.app
         async with self.locks.hold((event.chat_type, event.chat_id, event.user_id)):
-            try:
-                async with app.acting(None, event=event) as ctx:
-                    if not await self._claim(ctx):
-                        return
-                    ctx.member = await ctx.repo.members.by_im(event.user_id)
-                    await action(ctx)
-                return
-            except Refusal as exc:
-                refusal = exc.text
-            except Exception:
-                log.exception("handler failed on event %s", event.key)
-                refusal = app.renderer.text("internal_error.txt.j2")
+            for attempt in range(1, CONFLICT_ATTEMPTS + 1):
+                try:
+                    async with app.acting(None, event=event) as ctx:
+                        if not await self._claim(ctx):
+                            return
+                        ctx.member = await ctx.repo.members.by_im(event.user_id)
+                        await action(ctx)
+                    return
+                except Refusal as exc:
+                    refusal = exc.text
+                except DatabaseUnavailable:
+                    raise
+                except Exception as exc:
+                    if is_conflict(exc) and attempt < CONFLICT_ATTEMPTS:
+                        log.info(
+                            "event %s met a concurrent transaction (%s); again", event.key, exc
+                        )
+                        await asyncio.sleep(random.uniform(0.01, 0.05) * attempt)
+                        continue
+                    log.exception("handler failed on event %s", event.key)
+                    refusal = app.renderer.text("internal_error.txt.j2")
+                break
             try:
                 async with app.acting(None, event=event) as ctx:
                     if await self._claim(ctx):
                         ctx.low_priority = True
                         ctx.reply_text(refusal)
+            except DatabaseUnavailable:
+                raise
             except Exception:
                 await self._give_up(event)
                 raise

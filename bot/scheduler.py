@@ -15,13 +15,19 @@
 * Time comes from the injected clock: APScheduler reads `datetime.now` in
   two modules, which we point at a clock-aware subclass. Tests and the
   sandbox move the clock and call `run_due()`; nothing sleeps.
+* A job stays in the store until it has run (`_KeepUntilRun`): a process
+  killed while a job runs leaves it there, and the next scheduler runs it
+  again. Jobs are idempotent (each writes its key with its effects).
+* Several processes on one PostgreSQL database all write jobs to the shared
+  store, but only the one holding the scheduler lock (bot/cluster.py) runs
+  them: the others start paused and resume when they get the lock.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import apscheduler.executors.base as aps_executors
@@ -44,6 +50,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 JOB_TABLE = "apscheduler_jobs"
+# A running job's run time moves this far ahead: if its process dies, this is
+# when the next scheduler runs it again.
+RERUN_AFTER = timedelta(seconds=10)
 _current_app: BotApp | None = None
 
 
@@ -75,6 +84,13 @@ def sync_url(url: str) -> str:
     return url
 
 
+def _store_options(url: str) -> dict[str, Any]:
+    """The store's driver blocks the event loop: on PostgreSQL, never for long."""
+    if url.startswith("sqlite"):
+        return {}
+    return {"pool_pre_ping": True, "connect_args": {"connect_timeout": 5}}
+
+
 async def run_job(target: str, *args: Any) -> None:
     """What every stored job calls: the registered target with the running app first."""
     if _current_app is None:
@@ -87,12 +103,48 @@ async def run_job(target: str, *args: Any) -> None:
     await job(_current_app, *args)
 
 
+class _KeepUntilRun(AsyncIOScheduler):
+    """APScheduler removes a one-shot job from its store when it hands the job to
+    the executor, before the job runs: a process killed in between loses it.
+    Here a running job stays in the store with its run time moved RERUN_AFTER
+    ahead (a lease) and is removed when it has run, unless it planned itself
+    anew under the same id meanwhile."""
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self._leases: dict[str, datetime] = {}
+
+    def remove_job(self, job_id: str, jobstore: str | None = None) -> None:
+        running = self._lookup_executor("default")._instances.get(job_id)
+        if running and self.state != aps_base.STATE_STOPPED:
+            lease = _ClockDatetime.now(self.timezone) + RERUN_AFTER
+            self._leases[job_id] = self.modify_job(
+                job_id, jobstore, next_run_time=lease
+            ).next_run_time
+            return
+        self._leases.pop(job_id, None)
+        super().remove_job(job_id, jobstore)
+
+    def ran(self, job_id: str) -> None:
+        """The job has run (or missed its time): its lease ends."""
+        lease = self._leases.pop(job_id, None)
+        if lease is None:
+            return
+        job = self.get_job(job_id)
+        if job is not None and job.next_run_time == lease:
+            super().remove_job(job_id)
+
+
 class Scheduler:
     def __init__(self, app: BotApp, database_url: str, clock: Clock) -> None:
         self.app, self.clock = app, clock
-        self.scheduler = AsyncIOScheduler(
+        self.scheduler = _KeepUntilRun(
             jobstores={
-                "default": SQLAlchemyJobStore(url=sync_url(database_url), tablename=JOB_TABLE)
+                "default": SQLAlchemyJobStore(
+                    url=sync_url(database_url),
+                    tablename=JOB_TABLE,
+                    engine_options=_store_options(database_url),
+                )
             },
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 3600},
             timezone=clock.tz,
@@ -100,14 +152,31 @@ class Scheduler:
 
     # ------------------------------------------------------------ lifecycle
 
-    def start(self) -> None:
+    def start(self, paused: bool = False) -> None:
+        """Open the job store; `paused`: keep jobs stored but run none until `resume()`."""
         global _current_app
         _current_app = self.app
         _install_clock(self.clock)
         self.scheduler.add_listener(
             self._on_job_done, EVENT_JOB_EXECUTED | EVENT_JOB_ERROR | EVENT_JOB_MISSED
         )
-        self.scheduler.start()
+        self.scheduler.start(paused=paused)
+
+    @property
+    def running(self) -> bool:
+        """Jobs are run here (not paused, not stopped)."""
+        return self.scheduler.state == aps_base.STATE_RUNNING
+
+    def resume(self) -> None:
+        self.scheduler.resume()
+
+    def pause(self) -> None:
+        self.scheduler.pause()
+
+    def wakeup(self) -> None:
+        """Look at the store again (jobs written by other processes)."""
+        if self.running:
+            self.scheduler.wakeup()
 
     def shutdown(self) -> None:
         global _current_app
@@ -188,7 +257,10 @@ class Scheduler:
         await self.app.sender.drained()
 
     def _on_job_done(self, event: JobExecutionEvent) -> None:
-        if event.code == EVENT_JOB_MISSED:
+        self.scheduler.ran(event.job_id)
+        if event.code == EVENT_JOB_EXECUTED:
+            log.info("job %s ran (scheduled for %s)", event.job_id, event.scheduled_run_time)
+        elif event.code == EVENT_JOB_MISSED:
             log.warning(
                 "job %s missed its run time %s (no longer useful)",
                 event.job_id,

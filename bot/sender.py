@@ -22,6 +22,11 @@ Rules (DESIGN §8):
   LOW_RESERVE tokens of its bucket to them, so a flood of them never delays
   a receipt; they are dropped silently when older than LOW_MAX_AGE or
   beyond LOW_MAX_PENDING waiting for one target.
+* Several processes on one database (bot/cluster.py): a sender with an
+  `account` delivers only that account's rows (and rows of no account); a row
+  is claimed by its `pending` -> `sending` update, so two senders never send
+  the same row. A group's rows all belong to the account serving it, so its
+  rate limit holds across processes.
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ import random
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import select, true, update
 
 from storage.db import Database
 from storage.models import Outbox
@@ -146,8 +151,10 @@ class Sender:
         max_age: timedelta = timedelta(hours=24),
         on_drop=None,
         account_interval: timedelta = timedelta(seconds=1),
+        account: int | None = None,
     ) -> None:
         self.db, self.transport, self.clock = db, transport, clock
+        self.account = account  # deliver only this account's messages (None: all)
         self.on_drop = on_drop  # async (dropped rows) -> None: tell the coordinators
         self.limiter = RateLimiter(clock, rate_per_minute)
         self.pace = AccountPace(clock, account_interval if rate_per_minute else timedelta(0))
@@ -162,12 +169,20 @@ class Sender:
     def wake(self) -> None:
         self._wake.set()
 
+    def _mine(self):
+        """This sender's rows: its account's and those of no account (all without one)."""
+        if self.account is None:
+            return true()
+        return (Outbox.self_id == self.account) | Outbox.self_id.is_(None)
+
     async def retry_now(self) -> None:
         """The IM side is back (a socket connected): end the backoff of waiting messages."""
         async with self.db.transaction(urgent=True) as s:
             await s.execute(
                 update(Outbox)
-                .where(Outbox.status == "pending", Outbox.next_attempt_at.is_not(None))
+                .where(
+                    Outbox.status == "pending", Outbox.next_attempt_at.is_not(None), self._mine()
+                )
                 .values(next_attempt_at=None)
             )
         self.wake()
@@ -176,7 +191,9 @@ class Sender:
         """Rows left `sending` by a crash may have gone out: mark them unknown, then run."""
         async with self.db.transaction(urgent=True) as s:
             result = await s.execute(
-                update(Outbox).where(Outbox.status == "sending").values(status="unknown")
+                update(Outbox)
+                .where(Outbox.status == "sending", self._mine())
+                .values(status="unknown")
             )
         if result.rowcount:
             log.warning(
@@ -233,16 +250,10 @@ class Sender:
         """One pass: send what may be sent now. Returns seconds until the next
         pass is useful (0: go again at once)."""
         now = self.clock.now()
+        query = select(Outbox).where(Outbox.status == "pending", self._mine())
         async with self.db.reader() as s:
             rows = (
-                (
-                    await s.execute(
-                        select(Outbox)
-                        .where(Outbox.status == "pending")
-                        .order_by(Outbox.priority, Outbox.id)
-                        .limit(PASS_ROWS)
-                    )
-                )
+                (await s.execute(query.order_by(Outbox.priority, Outbox.id).limit(PASS_ROWS)))
                 .scalars()
                 .all()
             )
@@ -297,6 +308,22 @@ class Sender:
         return batch
 
     async def _send(self, target: tuple[str, int], batch: list[Outbox]) -> None:
+        # recorded before the call: a crash now means "unknown"; rows that
+        # another process's sender claimed first are its own
+        async with self.db.transaction(urgent=True) as s:
+            claimed = set(
+                (
+                    await s.execute(
+                        update(Outbox)
+                        .where(Outbox.id.in_([r.id for r in batch]), Outbox.status == "pending")
+                        .values(status="sending")
+                        .returning(Outbox.id)
+                    )
+                ).scalars()
+            )
+        batch = [r for r in batch if r.id in claimed]
+        if not batch:
+            return
         kind, target_id = target
         message = merge_segments(batch)
         action, params = (
@@ -305,11 +332,6 @@ class Sender:
             else ("send_private_msg", {"user_id": target_id, "message": message})
         )
         self.limiter.take(target)
-        # recorded before the call: a crash now means "unknown"
-        async with self.db.transaction(urgent=True) as s:
-            await s.execute(
-                update(Outbox).where(Outbox.id.in_([r.id for r in batch])).values(status="sending")
-            )
         try:
             result = await self.transport.call(batch[0].self_id, action, params)
         except Exception as exc:  # a transport bug must not lose the row

@@ -37,6 +37,8 @@ from typing import Any
 
 from aiohttp import web
 
+from storage.db import DatabaseUnavailable
+
 from .app import BotApp
 from .onebot import (
     Event,
@@ -88,7 +90,7 @@ def make_web_app(bot: BotApp, *, start_bot: bool = True) -> web.Application:
         app.router.add_post(path, handle_post)
     for path in WS_PATHS:
         app.router.add_get(path, handle_ws)
-    app.cleanup_ctx.append(_quiet_repeats)
+    quiet_repeats()
     if start_bot:
         app.cleanup_ctx.append(_lifecycle)
     return app
@@ -209,7 +211,11 @@ async def handle_post(request: web.Request) -> web.Response:
         raise web.HTTPBadRequest(text="X-Self-ID required")
     known = _authenticate_post(request, cfg.secret, cfg.access_token)
     event = _event_from(await _read_body(request, known), request, cfg.secret)
-    await bot.dispatcher.handle(event)
+    try:
+        await bot.dispatcher.handle(event)
+    except DatabaseUnavailable as exc:  # nothing committed: the implementation sends it again
+        log.warning("event %s refused with 503: %s", event.key, exc)
+        raise web.HTTPServiceUnavailable(text="database unavailable") from None
     return web.Response(status=204)
 
 
@@ -280,14 +286,15 @@ class RepeatFilter(logging.Filter):
         return True
 
 
-async def _quiet_repeats(app: web.Application) -> AsyncIterator[None]:
-    repeat = RepeatFilter()
-    loggers = [logging.getLogger(name) for name in NOISY_LOGGERS]
-    for logger in loggers:
-        logger.addFilter(repeat)
-    yield
-    for logger in loggers:
-        logger.removeFilter(repeat)
+REPEATS = RepeatFilter()  # one for the process, as logging is
+
+
+def quiet_repeats() -> None:
+    """Put the repeat filter on the noisy loggers (once; logging is process-wide)."""
+    for name in NOISY_LOGGERS:
+        logger = logging.getLogger(name)
+        if REPEATS not in logger.filters:
+            logger.addFilter(REPEATS)
 
 
 def connection_limit() -> int:

@@ -137,7 +137,7 @@ async def receive(ctx: Context, event: Event) -> None:
 async def resume_downloads(app: BotApp) -> None:
     """Downloads interrupted by a restart start again."""
     async with app.db.reader() as s:
-        pending = await Repo(s).files.pending_ids()
+        pending = await Repo(s).files.pending_ids(app.config.onebot.self_id or None)
     for job_id in pending:
         app.spawn(download(app, job_id))
 

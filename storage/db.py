@@ -11,6 +11,10 @@ one such hop costs ~0.5 ms on a small VM while the statement itself costs
 microseconds, so an event's ten statements spent ~25 ms hopping (bench/README.md).
 Long scans (the standings aggregates) keep aiosqlite's worker
 threads through `scan_reader()`, so a province-sized ranking never stalls the loop.
+
+PostgreSQL needs no write lock; what it adds is failure from outside: the server
+unreachable (`DatabaseUnavailable`: the event is refused with 503 and redelivered)
+and conflicts between processes (`is_conflict`: the transaction is run again).
 """
 
 from __future__ import annotations
@@ -25,6 +29,8 @@ from typing import Any
 
 import aiosqlite
 from sqlalchemy import event
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -42,8 +48,48 @@ SQLITE_PRAGMAS = (
 )
 
 
+# PostgreSQL: how long to wait for a connection before calling the server unreachable.
+CONNECT_TIMEOUT = 10
+# SQLSTATEs a transaction may meet only because another process ran at the same
+# time; running it again succeeds: serialization failure, deadlock, and a unique
+# key inserted concurrently after both checked that it was free.
+CONFLICT_STATES = {"40001", "40P01", "23505"}
+
+
+class DatabaseUnavailable(Exception):
+    """The database server cannot be reached: nothing was committed."""
+
+    def __init__(self, url: str, error: object) -> None:
+        super().__init__(f"{display_url(url)}: {error}")
+        self.url, self.error = display_url(url), str(error)
+
+
 def is_sqlite(url: str) -> bool:
     return url.startswith("sqlite")
+
+
+def display_url(url: str) -> str:
+    """The URL without its password, for messages and logs."""
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def sqlstate(exc: BaseException) -> str | None:
+    return getattr(getattr(exc, "orig", None), "sqlstate", None)
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """A lost or refused connection, or a server shutting down (SQLSTATE 08xxx, 57P0x)."""
+    if isinstance(exc, DatabaseUnavailable):
+        return True
+    if isinstance(exc, DBAPIError):
+        state = sqlstate(exc) or ""
+        return exc.connection_invalidated or state.startswith(("08", "57P"))
+    return False
+
+
+def is_conflict(exc: BaseException) -> bool:
+    """A failure that another process's concurrent transaction caused; worth a retry."""
+    return isinstance(exc, DBAPIError) and sqlstate(exc) in CONFLICT_STATES
 
 
 class _RunNow:
@@ -95,7 +141,27 @@ def make_engine(url: str, inline: bool = True) -> AsyncEngine:
             cur.close()
 
         return engine
-    return create_async_engine(url, pool_size=10, max_overflow=5, pool_pre_ping=True)
+    engine = create_async_engine(
+        url,
+        pool_size=10,
+        max_overflow=5,
+        pool_pre_ping=True,
+        connect_args={"timeout": CONNECT_TIMEOUT},
+    )
+    raise_unavailable_on_connect(engine, url)
+    return engine
+
+
+def raise_unavailable_on_connect(engine: AsyncEngine, url: str) -> None:
+    """Connecting refused, unreachable or timed out (the driver raises plain
+    OSError) becomes DatabaseUnavailable."""
+
+    @event.listens_for(engine.sync_engine, "do_connect")
+    def _connect(dialect, _record, cargs, cparams):
+        try:
+            return dialect.connect(*cargs, **cparams)
+        except OSError as exc:
+            raise DatabaseUnavailable(url, exc) from exc
 
 
 class WriteLock:
@@ -152,13 +218,21 @@ class Database:
     @asynccontextmanager
     async def transaction(self, urgent: bool = False) -> AsyncIterator[AsyncSession]:
         """A session whose work commits on success and rolls back on error.
-        `urgent` (SQLite): go before the queued event transactions."""
-        if self._write_lock is None:
-            async with self.sessions() as session, session.begin():
+        `urgent` (SQLite): go before the queued event transactions.
+        A lost connection raises DatabaseUnavailable (nothing was committed, or,
+        if the connection broke during COMMIT, perhaps it was: a redelivered
+        event then finds its key)."""
+        try:
+            if self._write_lock is None:
+                async with self.sessions() as session, session.begin():
+                    yield session
+                return
+            async with self._write_lock.hold(urgent), self.sessions() as session, session.begin():
                 yield session
-            return
-        async with self._write_lock.hold(urgent), self.sessions() as session, session.begin():
-            yield session
+        except DBAPIError as exc:
+            if is_unavailable(exc):
+                raise DatabaseUnavailable(self.url, exc.orig) from exc
+            raise
 
     @asynccontextmanager
     async def reader(self) -> AsyncIterator[AsyncSession]:
@@ -175,13 +249,11 @@ class Database:
     async def optimize(self) -> None:
         """Refresh the planner's statistics. The standings aggregates rely on them
         to skip-scan the unit-first covering indexes; with an analysis limit this
-        takes milliseconds even on a province-sized database."""
+        takes milliseconds even on a province-sized database. (PostgreSQL's
+        autovacuum keeps its statistics by itself.)"""
         if is_sqlite(self.url):
             async with self.engine.begin() as conn:
                 await conn.exec_driver_sql("PRAGMA analysis_limit=1000")
-                await conn.exec_driver_sql("ANALYZE")
-        else:
-            async with self.engine.begin() as conn:
                 await conn.exec_driver_sql("ANALYZE")
 
     async def close(self) -> None:

@@ -226,6 +226,19 @@ class Outbox(SQLModel, table=True):
     last_error: str | None = None
 
 
+class ServedGroup(SQLModel, table=True):
+    """Which QQ account serves each group, written by every bot process at start-up
+    from its `onebot.groups`. Several processes share one PostgreSQL database, one
+    account each; a post to a group is queued for the group's account, so the
+    process of that account, and only it, sends it (and paces it)."""
+
+    __tablename__ = "served_group"
+    group_id: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
+    self_id: int = Field(sa_column=big(nullable=False, index=True))
+    listen: str  # the serving process's listen address, for the operator
+    since: datetime = local_time()
+
+
 class Topic(SQLModel, table=True):
     """约稿: a request for pieces on a subject, by a deadline, from some or all units."""
 

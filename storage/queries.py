@@ -34,6 +34,7 @@ from .models import (
     Quota,
     ReminderLog,
     Role,
+    ServedGroup,
     Topic,
     TopicClaim,
     TopicTarget,
@@ -500,6 +501,36 @@ class OutboxQueue:
         )
 
 
+class ServedGroups:
+    """Which account serves which group (one row per group)."""
+
+    def __init__(self, s: AsyncSession) -> None:
+        self.s = s
+
+    async def routes(self) -> dict[int, int]:
+        """group id -> the account serving it."""
+        return dict((await self.s.execute(select(ServedGroup.group_id, ServedGroup.self_id))).all())
+
+    async def register(
+        self, self_id: int, groups: Iterable[int], listen: str, now: datetime, only: bool = False
+    ) -> None:
+        """`self_id` serves exactly `groups` now (a group taken from another account moves);
+        `only`: no other account is served any more (one process on SQLite)."""
+        groups = set(groups)
+        gone = ServedGroup.group_id.not_in(groups)
+        await self.s.execute(
+            delete(ServedGroup).where(gone if only else gone & (ServedGroup.self_id == self_id))
+        )
+        for group_id in sorted(groups):
+            row = await self.s.get(ServedGroup, group_id)
+            if row is None:
+                self.s.add(
+                    ServedGroup(group_id=group_id, self_id=self_id, listen=listen, since=now)
+                )
+            elif (row.self_id, row.listen) != (self_id, listen):
+                row.self_id, row.listen, row.since = self_id, listen, now
+
+
 class Collecting:
     def __init__(self, s: AsyncSession) -> None:
         self.s = s
@@ -541,10 +572,12 @@ class Collecting:
         await self.s.delete(session)
 
     async def idle_since(self, cutoff: datetime) -> list[CollectSession]:
+        """Idle, not yet prompted; rows another process is prompting now are skipped
+        (PostgreSQL; SQLite has one process)."""
         q = select(CollectSession).where(
             CollectSession.last_activity_at <= cutoff, CollectSession.prompted.is_(False)
         )
-        return list((await self.s.execute(q)).scalars())
+        return list((await self.s.execute(q.with_for_update(skip_locked=True))).scalars())
 
     async def all_keys(self) -> list[tuple[str, int, int]]:
         q = select(CollectSession.chat_type, CollectSession.chat_id, CollectSession.im_id)
@@ -563,9 +596,13 @@ class FileJobs:
         await self.s.flush()
         return job
 
-    async def pending_ids(self) -> list[int]:
-        q = select(FileJob.id).where(FileJob.status == "pending").order_by(FileJob.id)
-        return list((await self.s.execute(q)).scalars())
+    async def pending_ids(self, self_id: int | None = None) -> list[int]:
+        """Downloads to resume; with `self_id`, only that account's (the others' processes
+        resume theirs)."""
+        q = select(FileJob.id).where(FileJob.status == "pending")
+        if self_id is not None:
+            q = q.where(FileJob.self_id == self_id)
+        return list((await self.s.execute(q.order_by(FileJob.id))).scalars())
 
 
 class Topics:
@@ -861,3 +898,4 @@ class Repo:
         self.reviews = Reviews(session)
         self.quotas = Quotas(session)
         self.exemptions = Exemptions(session)
+        self.served = ServedGroups(session)

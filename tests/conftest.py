@@ -1,6 +1,14 @@
 """Test harness: the real aiohttp app on a real port, events POSTed with a
 real HMAC signature, and a fake OneBot HTTP API (also a real server) that
-records every call the bot makes. Time is a frozen injected clock."""
+records every call the bot makes. Time is a frozen injected clock.
+
+The database is a SQLite file per test, or, with
+XINXIBOT_TEST_DATABASE=postgresql+asyncpg://USER@HOST:PORT/DB, a PostgreSQL
+database per test cloned from a migrated template (`tests/pgtest.py`).
+Markers: `postgres` (needs PostgreSQL: skipped, with the reason, on the SQLite
+run), `sqlite_only` (SQLite by design, with the reason: not collected on the
+PostgreSQL run), `no_database` (touches no database: runs once, on SQLite).
+"""
 
 from __future__ import annotations
 
@@ -8,7 +16,7 @@ import asyncio
 import copy
 import itertools
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -26,6 +34,8 @@ from bot.onebot import sign
 from bot.server import make_web_app
 from handlers import ROUTERS
 from storage.models import Draft, Outbox, ProcessedEvent
+
+from . import pgtest
 
 FIXTURES = Path(__file__).parent / "fixtures" / "onebot"
 SELF_ID = 3300000001
@@ -338,20 +348,85 @@ class Harness:
         )
 
 
+ON_POSTGRES = pgtest.ON_POSTGRES
+
+
+def database_url(tmp_path: Path, name: str = "bot", migrated: bool = True) -> str:
+    """This test's database `name`: a SQLite file in `tmp_path`, or on the PostgreSQL run
+    a database of its own (migrated, or empty with `migrated=False`), dropped after the test.
+    The same test and name give the same database (a restarted bot finds its data)."""
+    if ON_POSTGRES:
+        return pgtest.database(tmp_path, name, migrated)
+    return f"sqlite+aiosqlite:///{tmp_path / (name + '.db')}"
+
+
+def query(url: str, sql: str) -> list[tuple]:
+    """Rows of `sql` on the database at `url`, read synchronously (for subprocess tests)."""
+    if ON_POSTGRES:
+        return pgtest.query(url, sql)
+    import sqlite3
+
+    con = sqlite3.connect(url.split(":///", 1)[1])
+    try:
+        return con.execute(sql).fetchall()
+    finally:
+        con.close()
+
+
 def make_config(tmp_path: Path, **overrides: Any):
     data = {
         "bot": {
-            "database": f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}",
+            "database": database_url(tmp_path),
             "coordinators": [str(COORDINATOR)],
             "files_dir": str(tmp_path / "files"),
             "listen": "127.0.0.1:0",
         },
         "onebot": {"groups": [GROUP], "api_url": "", "secret": SECRET, "rate_per_minute": 0},
     }
+    if ON_POSTGRES:  # several processes may share PostgreSQL: each names its account
+        data["onebot"]["self_id"] = SELF_ID
     for key, value in overrides.items():
         section, _, name = key.partition("__")
         data.setdefault(section, {})[name] = value
     return build(data, env={}, base_dir=tmp_path)
+
+
+@pytest.fixture(autouse=True)
+def _test_databases() -> Iterator[None]:
+    """PostgreSQL run: the databases a test created are dropped after it."""
+    yield
+    if ON_POSTGRES:
+        pgtest.drop_test_databases()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    for line in (
+        "postgres(reason): needs PostgreSQL (XINXIBOT_TEST_DATABASE=postgresql+asyncpg://...)",
+        "sqlite_only(reason): SQLite by design; not collected on the PostgreSQL run",
+        "no_database: touches no database; runs once, on the SQLite run",
+    ):
+        config.addinivalue_line("markers", line)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    keep, drop = [], []
+    for item in items:
+        if ON_POSTGRES and (
+            item.get_closest_marker("sqlite_only") or item.get_closest_marker("no_database")
+        ):
+            drop.append(item)
+            continue
+        if not ON_POSTGRES and item.get_closest_marker("postgres"):
+            item.add_marker(pytest.mark.skip(reason="needs PostgreSQL: set XINXIBOT_TEST_DATABASE"))
+        keep.append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    if ON_POSTGRES:
+        pgtest.finish()
 
 
 @pytest.fixture

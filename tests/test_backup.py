@@ -8,7 +8,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from .conftest import GROUP, populate, start_harness
+
+pytestmark = pytest.mark.sqlite_only(
+    "the online backup of the SQLite file; PostgreSQL's pg_dump is in test_pg_backup.py"
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)}
@@ -87,8 +93,3 @@ def test_backup_into_a_folder_and_what_it_cannot_back_up(tmp_path):
     assert "draft" in {
         r[0] for r in sqlite3.connect(copy).execute("select name from sqlite_master")
     }
-
-    postgres = write_config(tmp_path, "postgresql+asyncpg://postgres@127.0.0.1/test")
-    refused = xinxibot("backup", str(folder), "--config", str(postgres), cwd=tmp_path)
-    assert refused.returncode == 1
-    assert "PostgreSQL 数据库请用 pg_dump 备份" in refused.stdout

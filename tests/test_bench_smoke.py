@@ -6,19 +6,25 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from . import pgtest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.sqlite_only("the SQLite runs; the PostgreSQL options have their own smoke test")
 def test_scale_benchmark_runs(tmp_path):
     result = subprocess.run(
         [sys.executable, "bench/scale.py", "--units", "20", "--drafts", "500", "--adoptions", "50", "--repeat", "1",
-         "--keep", str(tmp_path / "s.db")],
+         "--startup-runs", "1", "--keep", str(tmp_path / "s.db")],
         cwd=ROOT, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert "standings ms" in result.stdout and "custom" in result.stdout
 
 
+@pytest.mark.sqlite_only("the SQLite runs; the PostgreSQL options have their own smoke test")
 def test_ingest_benchmark_runs():
     """All three servers (NoneBot2 installed into bench/.venv-nonebot on first use), tiny sizes."""
     result = subprocess.run(
@@ -63,3 +69,27 @@ def test_slow_clients_benchmark_runs():
         line.split()[1] for line in result.stdout.splitlines() if line[:2] in ("1 ", "2 ", "3 ")
     ]
     assert loads == ["unauthenticated", "stalled", "descriptors"], result.stdout
+
+
+@pytest.mark.postgres
+def test_benchmarks_run_on_postgres(tmp_path):
+    """--postgres: standings beside SQLite; ingest with one and two processes."""
+    scale = subprocess.run(
+        [sys.executable, "bench/scale.py", "--units", "20", "--drafts", "500", "--adoptions", "50", "--repeat", "1",
+         "--startup-runs", "1", "--postgres", pgtest.BASE_URL],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert scale.returncode == 0, scale.stderr
+    assert "custom/pg" in scale.stdout and "HashAggregate" in scale.stdout
+    ingest = subprocess.run(
+        [sys.executable, "bench/ingest.py", "--events", "40", "--senders", "1", "4", "--rounds", "1", "--rush", "0",
+         "--no-nonebot", "--postgres", pgtest.BASE_URL],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert ingest.returncode == 0, ingest.stdout + ingest.stderr
+    rows = [line.split() for line in ingest.stdout.splitlines() if line.startswith("pg")]
+    assert {r[0] for r in rows} == {"pg", "pg-2proc"} and all(r[5] == "0" for r in rows), rows
+    leftovers = pgtest.query(
+        pgtest.BASE_URL, "select count(*) from pg_database where datname like 'xinxibot_bench_%'"
+    )
+    assert leftovers == [(0,)]

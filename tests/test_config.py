@@ -16,8 +16,12 @@ import pytest
 from bot.config import SECTIONS, Config, ConfigError, build, load
 from bot.render import TEMPLATE_DIR, Renderer
 from bot.rules import DEFAULT_RULES, RuleError, load_rules, parse_rules
+from storage.migrate import HEAD
+
+from .conftest import database_url, query
 
 
+@pytest.mark.no_database
 def test_init_template_loads_with_the_documented_defaults(tmp_path):
     path = tmp_path / "xinxibot.toml"
     path.write_text((TEMPLATE_DIR / "config.toml.j2").read_text(encoding="utf-8"), encoding="utf-8")
@@ -28,6 +32,7 @@ def test_init_template_loads_with_the_documented_defaults(tmp_path):
     assert config.coordinator_ids == {10001}
 
 
+@pytest.mark.no_database
 def test_environment_overrides_every_kind_of_key(tmp_path):
     env = {
         "XINXIBOT_ONEBOT_GROUPS": "111,222",
@@ -44,6 +49,7 @@ def test_environment_overrides_every_kind_of_key(tmp_path):
     assert config.calendar.holidays == ["2027-01-01"]
 
 
+@pytest.mark.no_database
 @pytest.mark.parametrize(
     ("data", "env", "key", "problem"),
     [
@@ -107,6 +113,7 @@ def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.no_database
 def test_cli_init_then_bad_config_stops_with_a_chinese_message(tmp_path):
     done = run_cli("init", cwd=tmp_path)
     assert done.returncode == 0 and "已生成配置文件" in done.stdout
@@ -128,28 +135,20 @@ def test_cli_init_then_bad_config_stops_with_a_chinese_message(tmp_path):
 
 
 def test_cli_db_upgrade_creates_the_schema(tmp_path):
+    url = database_url(tmp_path, "x", migrated=False)
     result = subprocess.run(
         [sys.executable, "-m", "bot.cli", "db", "upgrade"],
         cwd=tmp_path,
         capture_output=True,
         text=True,
         timeout=60,
-        env={
-            "PATH": "/usr/bin:/bin",
-            "XINXIBOT_BOT_DATABASE": f"sqlite+aiosqlite:///{tmp_path / 'x.db'}",
-        },
+        env={"PATH": "/usr/bin:/bin", "XINXIBOT_BOT_DATABASE": url},
     )
     assert result.returncode == 0, result.stderr
     assert "数据库已升级到最新结构" in result.stdout
-    import sqlite3
-
-    tables = {
-        r[0]
-        for r in sqlite3.connect(tmp_path / "x.db").execute(
-            "select name from sqlite_master where type='table'"
-        )
-    }
-    assert {"draft", "unit", "member", "outbox", "processed_event", "alembic_version"} <= tables
+    [(version,)] = query(url, "select version_num from alembic_version")
+    assert version == HEAD
+    assert query(url, "select count(*) from draft") == [(0,)]
 
 
 # ---------------------------------------------------------------- wholly Chinese errors
@@ -161,6 +160,7 @@ BAD_VALUES = {
     "bot.database": "mysql://x",
     "bot.listen": "8080",
     "bot.coordinators": ["abc"],
+    "onebot.self_id": -1,
     "onebot.groups": [-1],
     "onebot.api_url": "ftp://example",
     "onebot.ws_url": ["http://127.0.0.1:3001"],

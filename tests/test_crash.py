@@ -15,7 +15,6 @@ import random
 import re
 import signal
 import socket
-import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -24,7 +23,7 @@ import aiohttp
 
 from bot.onebot import sign
 
-from .conftest import GROUP, SELF_ID, fixture
+from .conftest import GROUP, ON_POSTGRES, SELF_ID, database_url, fixture, query
 
 ROOT = Path(__file__).resolve().parents[1]
 SENDERS, PER_SENDER = 50, 20
@@ -44,10 +43,11 @@ def write_setup(tmp_path: Path, api_url: str, port: int) -> Path:
     (tmp_path / "units.csv").write_text("\n".join(rows), encoding="utf-8")
     config = tmp_path / "xinxibot.toml"
     config.write_text(
-        f'[bot]\ndatabase = "sqlite+aiosqlite:///{tmp_path / "bot.db"}"\nlisten = "127.0.0.1:{port}"\n'
+        f'[bot]\ndatabase = "{database_url(tmp_path)}"\nlisten = "127.0.0.1:{port}"\n'
         f'coordinators = ["10002"]\nfiles_dir = "{tmp_path / "files"}"\n'
         f'[onebot]\ngroups = [{GROUP}]\napi_url = "{api_url}"\nsecret = "s3"\nrate_per_minute = 0\n'
-        f"[limits]\ndrafts_per_hour = 100\n",
+        + (f"self_id = {SELF_ID}\n" if ON_POSTGRES else "")
+        + "[limits]\ndrafts_per_hour = 100\n",
         encoding="utf-8",
     )
     subprocess.run([sys.executable, "-m", "bot.cli", "units", "import", str(tmp_path / "units.csv"), "--config", str(config)],
@@ -123,17 +123,10 @@ async def post_all(port: int, bodies: list[bytes], stop_after: int | None) -> tu
     return sent, acked
 
 
-def outbox_settled(db: Path) -> bool:
-    con = sqlite3.connect(db)
-    try:
-        return (
-            con.execute(
-                "select count(*) from outbox where status in ('pending', 'sending')"
-            ).fetchone()[0]
-            == 0
-        )
-    finally:
-        con.close()
+def outbox_settled(url: str) -> bool:
+    return query(url, "select count(*) from outbox where status in ('pending', 'sending')") == [
+        (0,)
+    ]
 
 
 async def test_kill_9_mid_burst_loses_nothing_acknowledged_and_sends_nothing_twice(
@@ -154,7 +147,7 @@ async def test_kill_9_mid_burst_loses_nothing_acknowledged_and_sends_nothing_twi
     try:
         resent, reacked = await post_all(port, bodies, stop_after=None)  # every event again
         for _ in range(300):  # bounded wait for the sender to drain (real subprocess)
-            if outbox_settled(tmp_path / "bot.db"):
+            if outbox_settled(database_url(tmp_path)):
                 break
             await asyncio.sleep(0.1)
     finally:
@@ -162,10 +155,9 @@ async def test_kill_9_mid_burst_loses_nothing_acknowledged_and_sends_nothing_twi
         await asyncio.to_thread(proc.wait, 30)
 
     numbers = [int(n) for text in fake_onebot.texts() for n in RECEIPT.findall(text)]
-    con = sqlite3.connect(tmp_path / "bot.db")
-    drafts = con.execute("select id, unit_id, title from draft").fetchall()
-    statuses = dict(con.execute("select status, count(*) from outbox group by status").fetchall())
-    con.close()
+    url = database_url(tmp_path)
+    drafts = query(url, "select id, unit_id, title from draft")
+    statuses = dict(query(url, "select status, count(*) from outbox group by status"))
     print(f"\nkill -9 after {acked} acknowledged of {sent} sent; receipts before kill {receipts_before}; "
           f"redelivered {resent}, acknowledged {reacked}; drafts {len(drafts)}; receipts {len(numbers)} "
           f"(distinct {len(set(numbers))}); outbox {statuses}")  # fmt: skip
@@ -188,12 +180,11 @@ async def test_sigterm_finishes_in_flight_work_and_flushes_the_sender(tmp_path, 
     # wait in a thread: the fake OneBot API in this process must keep answering the flush
     assert await asyncio.to_thread(proc.wait, 30) == 0
     assert acked == 200
-    con = sqlite3.connect(tmp_path / "bot.db")
-    assert con.execute("select count(*) from draft").fetchone()[0] == 200
-    assert dict(
-        con.execute("select status, count(*) from outbox group by status").fetchall()
-    ).keys() == {"sent"}
-    con.close()
+    url = database_url(tmp_path)
+    assert query(url, "select count(*) from draft") == [(200,)]
+    assert dict(query(url, "select status, count(*) from outbox group by status")).keys() == {
+        "sent"
+    }
     numbers = [int(n) for text in fake_onebot.texts() for n in RECEIPT.findall(text)]
     assert sorted(numbers) == list(range(1, 201))
     listing, _ = spawn("outbox", "--config", str(config)).communicate(timeout=60)

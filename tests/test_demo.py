@@ -8,6 +8,7 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 import aiohttp
+import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import func, select
 
@@ -18,6 +19,7 @@ from storage.models import Draft, Member, Role, Topic, Unit
 from .test_files import make_docx
 
 TZ = ZoneInfo("Asia/Shanghai")
+pytestmark = pytest.mark.sqlite_only("xinxibot demo is SQLite by design (DESIGN §7)")
 
 
 async def test_demo_seed_upload_and_fast_forward(tmp_path):

@@ -162,9 +162,12 @@ async def test_show_draft_sends_full_text_privately(group):
     [draft] = await group.drafts()
     group.fake.clear()
     await group.say(COORDINATOR, f"/稿件 G{draft.id}")
-    (k1, t1, _), (k2, t2, _) = group.fake.sent()
-    assert (k1, t1) == ("private", COORDINATOR) and (k2, t2) == ("group", GROUP)
-    detail = group.replies()[0]
+    # two targets: delivered concurrently, so in no particular order between them
+    assert sorted((k, t) for k, t, _ in group.fake.sent()) == [
+        ("group", GROUP),
+        ("private", COORDINATOR),
+    ]
+    [detail] = group.fake.texts("private", COORDINATOR)
     assert "第一段正文。\n第二段正文。" in detail
     assert "报送（李明）" in detail  # history row with who
     await group.say(10030, f"/稿件 G{draft.id}")

@@ -103,9 +103,10 @@ async def test_peer_closing_mid_call_leaves_the_message_unknown_and_never_resent
         await registered(h, implementation)
         implementation.answer = "close"  # takes the call, then the socket goes away
         await implementation.push(submission(10020, "半途断开", 1))
+        await until(lambda: any("半途断开" in t for t in implementation.texts()), h)
+        implementation.answer = "ok"  # the next connection answers (its get_login_info too)
         await until(lambda: len(implementation.headers) == 2, h)  # it reconnected
         await connected(h)
-        implementation.answer = "ok"
         await h.advance(hours=1)
         assert sum("半途断开" in t for t in implementation.texts()) == 1
         row = (await h.outbox())[-1]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from datetime import datetime
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -77,6 +78,7 @@ event = st.fixed_dictionaries(
 )
 
 
+@pytest.mark.no_database
 @settings(max_examples=400, deadline=None)
 @given(event)
 def test_event_parser_either_parses_or_says_why(payload):
@@ -106,6 +108,7 @@ async def test_http_endpoint_never_500(group, payload):
         assert len(await group.drafts()) == drafts_before  # nothing stored for an invalid event
 
 
+@pytest.mark.no_database
 @settings(max_examples=400, deadline=None)
 @given(st.lists(st.builds(Segment, st.sampled_from(["text", "at", "image"]), st.fixed_dictionaries(
     {"text": weird_text, "qq": st.sampled_from([str(SELF_ID), "10020", "all", "x"])})), max_size=4))  # fmt: skip
@@ -115,6 +118,7 @@ def test_command_parser_never_crashes(segments):
         assert isinstance(command.words, list) and isinstance(command.body, str)
 
 
+@pytest.mark.no_database
 @settings(max_examples=500, deadline=None)
 @given(weird_text)
 def test_deadline_parser_future_or_a_reason(text):

@@ -18,6 +18,8 @@ from handlers import ROUTERS
 
 from .conftest import SELF_ID, fixture
 
+pytestmark = pytest.mark.no_database
+
 TABLE = Registry(ROUTERS)
 
 

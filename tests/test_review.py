@@ -166,7 +166,7 @@ async def test_return_then_resubmit_links_the_revision(group):
     await group.say(COORDINATOR, f"/退回 G{g}")
     assert "退回需写明理由" in group.last_reply()
     await group.say(COORDINATOR, f"/退回 G{g} 数据需核实，请补充具体成效")
-    assert "理由已私信告知李明" in group.last_reply()
+    assert "理由已私信告知李明" in group.fake.texts("group", GROUP)[-1]
     notice = group.fake.texts("private", 10020)[-1]
     assert "理由：数据需核实，请补充具体成效" in notice and f"/报送 #G{g}" in notice
     await group.say(10020, f"/报送 #G{g} 城关镇推进人居环境整治成效明显\n修改后的正文")
@@ -181,6 +181,6 @@ async def test_return_then_resubmit_links_the_revision(group):
 async def test_reject_is_a_history_row_and_the_submitter_is_told(group):
     g = await submit(group)
     await group.say(COORDINATOR, f"/不采用 G{g} 内容重复")
-    assert "已记录稿件" in group.last_reply()
+    assert "已记录稿件" in group.fake.texts("group", GROUP)[-1]
     assert (await group.drafts())[-1].status == DraftStatus.rejected
     assert "经审核不予采用。理由：内容重复" in group.fake.texts("private", 10020)[-1]

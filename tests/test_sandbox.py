@@ -11,6 +11,8 @@ from aiohttp import web
 from bot.sandbox import make_demo_app
 from handlers import ROUTERS
 
+pytestmark = pytest.mark.sqlite_only("xinxibot demo is SQLite by design (DESIGN §7)")
+
 CHROMIUM = "/usr/bin/chromium"
 ARGS = [
     "--no-sandbox",

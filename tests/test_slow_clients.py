@@ -114,6 +114,7 @@ def test_the_cap_leaves_half_the_file_descriptors_to_the_bot(monkeypatch):
 
 async def test_the_same_error_is_logged_once_with_a_count(group, caplog):
     caplog.set_level(logging.INFO)
+    server_module.REPEATS.seen.clear()  # earlier tests in this process logged the same lines
     body, headers = signed(group.message_event(10020, "/我的稿件"))
     for _ in range(50):
         assert await group.post_raw(body, headers | {"X-Signature": "sha1=" + "0" * 40}) == 403

@@ -324,6 +324,7 @@ async def test_rescore_prints_and_applies_changes(group, tmp_path):
     assert "共0条积分记录" in again.stdout
 
 
+@pytest.mark.no_database  # refused before the database is opened
 def test_bad_rule_file_stops_start_up(tmp_path):
     path = tmp_path / "rules.toml"
     path.write_text(

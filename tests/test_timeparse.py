@@ -8,6 +8,8 @@ import pytest
 
 from bot.timeparse import DeadlineError, parse_deadline
 
+pytestmark = pytest.mark.no_database
+
 NOW = datetime(2026, 11, 23, 10, 0)
 
 CASES = [

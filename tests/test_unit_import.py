@@ -2,21 +2,20 @@
 
 from __future__ import annotations
 
-import sqlite3
 import subprocess
 import sys
 from pathlib import Path
 
 from openpyxl import Workbook
 
+from .conftest import database_url
+from .conftest import query as query_url
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {
-        "PATH": "/usr/bin:/bin",
-        "XINXIBOT_BOT_DATABASE": f"sqlite+aiosqlite:///{tmp_path / 'x.db'}",
-    }
+    env = {"PATH": "/usr/bin:/bin", "XINXIBOT_BOT_DATABASE": database_url(tmp_path, "x")}
     return subprocess.run(
         [sys.executable, "-m", "bot.cli", *args],
         cwd=ROOT,
@@ -28,7 +27,7 @@ def cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
 
 
 def query(tmp_path: Path, sql: str) -> list[tuple]:
-    return sqlite3.connect(tmp_path / "x.db").execute(sql).fetchall()
+    return query_url(database_url(tmp_path, "x"), sql)
 
 
 def test_good_sheet_imports_units_officers_and_quotas(tmp_path):
