@@ -23,6 +23,7 @@ from .config import Config, database_url
 from .context import Context, ConversationKey, Refusal, message_segments
 from .dispatcher import Dispatcher
 from .onebot import Event
+from .pages import SESSION_LONGEST
 from .render import Renderer
 from .router import Registry, Router
 from .rules import load_rules
@@ -34,7 +35,7 @@ from .workdays import PostingTimes, QuietHours, WorkCalendar
 log = logging.getLogger(__name__)
 
 TICK_SECONDS = 30.0
-PRUNE_EVERY = timedelta(hours=1)  # how often expired event keys are deleted
+PRUNE_EVERY = timedelta(hours=1)  # how often expired event keys and console sessions go
 
 
 class BotApp:
@@ -185,8 +186,10 @@ class BotApp:
             await self.db.optimize()
         if self._pruned_at is None or now - self._pruned_at >= PRUNE_EVERY:
             self._pruned_at = now
+            idle = timedelta(minutes=self.config.web.session_idle_minutes)
             async with self.db.transaction() as s:
                 await Repo(s).events.prune(now)
+                await Repo(s).console.prune(now, idle, SESSION_LONGEST)
 
     # ------------------------------------------------------------ acting
 

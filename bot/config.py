@@ -256,6 +256,18 @@ class StandingsSection:
     by_class: bool = False  # rank each class separately (standings, reports, 评比, exports)
 
 
+def _valid_public_url(v: str) -> str | None:
+    return _check(v == "" or re.fullmatch(r"https?://[^\s/?#@]+/?", v) is not None, "public_url")
+
+
+@dataclass
+class WebSection:
+    """The web console (bot/console.py)."""
+
+    public_url: str = field(default="", metadata=rule(_valid_public_url))  # "": from bot.listen
+    session_idle_minutes: int = field(default=120, metadata=rule(_positive))
+
+
 @dataclass
 class Config:
     bot: BotSection = field(default_factory=BotSection)
@@ -267,6 +279,7 @@ class Config:
     quotas: QuotasSection = field(default_factory=QuotasSection)
     units: UnitsSection = field(default_factory=UnitsSection)
     standings: StandingsSection = field(default_factory=StandingsSection)
+    web: WebSection = field(default_factory=WebSection)
     # Where the file was read from; relative paths in it resolve against its folder.
     base_dir: Path = field(default_factory=Path.cwd, compare=False)
     # The file itself (None: defaults and environment only); never served as an upload.
@@ -283,6 +296,11 @@ class Config:
     @property
     def files_path(self) -> Path:
         return (self.base_dir / self.bot.files_dir).resolve()
+
+    @property
+    def public_url(self) -> str:
+        """The address people open the console at, without a trailing slash."""
+        return self.web.public_url.rstrip("/") or f"http://{self.bot.listen}"
 
     @property
     def host_port(self) -> tuple[str, int]:

@@ -6,8 +6,9 @@ groups that are not configured are dropped before anything is read or
 stored; files go to the registered file handler; a message that is not a
 command goes to the conversation the person has open, if any, and ordinary
 chat is never answered. A handler runs inside a transaction that also
-records the event key, so a redelivered event changes nothing. Role checks
-happen here and only here.
+records the event key, so a redelivered event changes nothing. Roles of
+commands are checked here, with `router.require_role` (the console's pages
+and actions use the same function).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from storage.queries import Repo
 
 from .context import Context, Refusal
 from .onebot import Event
-from .router import Command, FileSpec
+from .router import Command, FileSpec, require_role
 from .throttle import StrangerThrottle
 
 if TYPE_CHECKING:
@@ -186,13 +187,7 @@ class Dispatcher:
             )
             return
         spec = command.spec
-        if ctx.role not in spec.roles:
-            template = (
-                "not_registered.txt.j2"
-                if ctx.role in (Role.stranger, Role.none)
-                else "no_permission.txt.j2"
-            )
-            raise Refusal(template, command=spec.name, roles=sorted(r.value for r in spec.roles))
+        require_role(ctx.role, spec.roles, command=spec.name)
         ctx.low_priority = ctx.low_priority or spec.low_priority
         await spec.handler(ctx, command)
 

@@ -2,16 +2,18 @@
 
 Each workflow module in handlers/ owns a Router and registers on it
 everything it handles: commands, uploaded files, the continuation of a
-multi-step conversation, start-up hooks, ticks and scheduled jobs. The one
-explicit list of routers (handlers.ROUTERS) is given to BotApp, which builds
-a Registry from it: the core reaches every workflow through the registry and
-imports none. The roles given at registration form the permission table,
-checked by the dispatcher in one place.
+multi-step conversation, start-up hooks, ticks, scheduled jobs, and its
+pages and actions in the web console. The one explicit list of routers
+(handlers.ROUTERS) is given to BotApp, which builds a Registry from it: the
+core reaches every workflow through the registry and imports none. The roles
+given at registration form the permission table, checked by `require_role`
+for a command (the dispatcher) and a console page or action (bot/console.py).
 """
 
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -19,22 +21,42 @@ from typing import TYPE_CHECKING
 
 from storage.models import Role
 
+from .context import Refusal
 from .onebot import Event, Segment, parse_id
 
 if TYPE_CHECKING:
     from .app import BotApp
     from .context import Context
+    from .pages import Download, Form, Page, View
 
 Handler = Callable[["Context", "Command"], Awaitable[None]]
 EventHandler = Callable[["Context", Event], Awaitable[None]]  # a file, a conversation's message
 StartupHook = Callable[["BotApp"], Awaitable[None]]
 TickHook = Callable[["BotApp", datetime], Awaitable[None]]
 Job = Callable[..., Awaitable[None]]  # async def job(app, *args: int | str)
+PageHandler = Callable[["View"], Awaitable["Page"]]
+# What an action answers: the words shown to the one who acted, or a file to download.
+ActionHandler = Callable[["Context", "Form"], Awaitable["str | Download"]]
 
 EVERYONE = frozenset(Role)
 MEMBERS = frozenset({Role.officer, Role.leader, Role.coordinator})
 OFFICERS = frozenset({Role.officer})
 COORDINATORS = frozenset({Role.coordinator})
+LEADERS = frozenset({Role.leader})
+
+_SLUG = re.compile(r"^[a-z][a-z0-9_]{0,31}$")  # a page or action name, as it appears in URLs
+
+
+def require_role(role: Role, roles: frozenset[Role], **subject: str) -> None:
+    """The one role check: for a chat command (`command=` its name, the dispatcher) and
+    for a console page or action (`page=` its title, "" for an action; bot/console.py).
+    A Refusal that says who may, or how to register."""
+    if role in roles:
+        return
+    stranger = role in (Role.stranger, Role.none)
+    template = "not_registered.txt.j2" if stranger else "no_permission.txt.j2"
+    raise Refusal(template, roles=sorted(r.value for r in roles), **subject)
+
 
 # Full-width forms Chinese IMEs type, as their ASCII equivalents.
 _FULLWIDTH = str.maketrans({"／": "/", "＃": "#", "　": " ", "：": ":", "，": ","})
@@ -84,6 +106,31 @@ class FileSpec:
     handler: EventHandler
 
 
+@dataclass(frozen=True)
+class PageSpec:
+    """A console page: `/console/<slug>`, its title from labels.toml [PAGE]."""
+
+    slug: str
+    roles: frozenset[Role]
+    handler: PageHandler
+
+
+@dataclass(frozen=True)
+class ActionSpec:
+    """A console action: a form posted to `/console/action/<name>`, run in one transaction
+    as the logged-in member (`app.acting`)."""
+
+    name: str
+    roles: frozenset[Role]
+    handler: ActionHandler
+
+
+def _slug(name: str) -> str:
+    if not _SLUG.match(name):
+        raise ValueError(f"{name!r} is not a page or action name (lower-case ASCII)")
+    return name
+
+
 def job_key(job: Job) -> str:
     """The target a scheduled job is stored under: "module:function". Stored in the
     job table of deployed databases, so a job function keeps its module and name."""
@@ -99,6 +146,8 @@ class Router:
         self.startup: list[StartupHook] = []
         self.ticks: list[TickHook] = []
         self.jobs: list[Job] = []
+        self.pages: list[PageSpec] = []
+        self.actions: list[ActionSpec] = []
 
     def command(
         self,
@@ -148,11 +197,33 @@ class Router:
         self.jobs.append(job)
         return job
 
+    def page(self, slug: str, *, roles: frozenset[Role]) -> Callable[[PageHandler], PageHandler]:
+        """`handler(view) -> Page`: the console page `/console/<slug>` for people with `roles`."""
+
+        def register(handler: PageHandler) -> PageHandler:
+            self.pages.append(PageSpec(_slug(slug), roles, handler))
+            return handler
+
+        return register
+
+    def action(
+        self, name: str, *, roles: frozenset[Role]
+    ) -> Callable[[ActionHandler], ActionHandler]:
+        """`handler(ctx, form) -> str | Download`: a console form's action for people with
+        `roles`; it parses the form and calls the same operation as the chat command."""
+
+        def register(handler: ActionHandler) -> ActionHandler:
+            self.actions.append(ActionSpec(_slug(name), roles, handler))
+            return handler
+
+        return register
+
 
 class Registry:
     """Everything the routers handle, built once from the explicit list of routers:
     commands by every word that names them, the file handler, conversation handlers
-    by router name, start-up hooks, ticks and scheduled jobs by target key."""
+    by router name, start-up hooks, ticks, scheduled jobs by target key, and the
+    console's pages by slug and actions by name."""
 
     def __init__(self, routers: Iterable[Router]) -> None:
         self.specs: list[CommandSpec] = []
@@ -162,6 +233,8 @@ class Registry:
         self.startup: list[StartupHook] = []
         self.ticks: list[TickHook] = []
         self.jobs: dict[str, Job] = {}
+        self.pages: dict[str, PageSpec] = {}
+        self.actions: dict[str, ActionSpec] = {}
         names: set[str] = set()
         for router in routers:
             if router.name in names:
@@ -189,6 +262,14 @@ class Registry:
                 if key in self.jobs:
                     raise ValueError(f"job {key!r} registered twice")
                 self.jobs[key] = job
+            for page in router.pages:
+                if page.slug in self.pages:
+                    raise ValueError(f"console page {page.slug!r} registered twice")
+                self.pages[page.slug] = page
+            for action in router.actions:
+                if action.name in self.actions:
+                    raise ValueError(f"console action {action.name!r} registered twice")
+                self.actions[action.name] = action
 
     def lookup(self, word: str) -> CommandSpec | None:
         return self.by_word.get(word.lower())

@@ -26,10 +26,12 @@ from sqlalchemy import func, select
 from yarl import URL
 
 from storage.models import Member, Outbox, Role, Unit
+from storage.queries import Repo
 
 from .app import BotApp
 from .clock import Clock
 from .config import Config, build
+from .console import CONSOLE_KEY
 from .onebot import Event, FileRef, Segment
 from .router import Router
 from .server import BOT_KEY, make_web_app
@@ -173,6 +175,7 @@ class Sandbox:
         app.router.add_post("/sandbox/upload", self.upload)
         app.router.add_post("/sandbox/advance", self.advance)
         app.router.add_get("/sandbox/files/{file_id}", self.file)
+        app.router.add_post("/sandbox/console", self.console_login)
         app.on_shutdown.append(self._release_waiters)
 
     @web.middleware
@@ -254,7 +257,10 @@ class Sandbox:
 
     async def page(self, request: web.Request) -> web.Response:
         bot = request.app[BOT_KEY]
-        html = bot.renderer.page("sandbox.html.j2", group_id=self.group_id)
+        from storage import demo
+
+        coordinator = demo.COORDINATORS[min(demo.COORDINATORS)]
+        html = bot.renderer.page("sandbox.html.j2", group_id=self.group_id, coordinator=coordinator)
         return web.Response(text=html, content_type="text/html")
 
     async def state(self, request: web.Request) -> web.Response:
@@ -376,6 +382,19 @@ class Sandbox:
             self.group_id,
             bot.renderer.text("sandbox_clock.txt.j2", now=bot.clock.now()),
         )
+
+    async def console_login(self, request: web.Request) -> web.Response:
+        """The demo's way into the web console, without the chat: a session of the demo
+        coordinator (the page then opens /console/). JSON only, like every sandbox post."""
+        from storage import demo
+
+        await self._json(request)
+        async with self.bot.db.reader() as s:
+            member = await Repo(s).members.by_im(min(demo.COORDINATORS))
+        console = request.app[CONSOLE_KEY]
+        response = web.json_response({"ok": True, "url": "/console/"})
+        console.set_cookie(response, await console.open_session(member))
+        return response
 
     async def file(self, request: web.Request) -> web.Response:
         entry = self.files.get(request.match_info["file_id"])

@@ -1,5 +1,6 @@
 """The aiohttp server: OneBot v11 HTTP POST and reverse WebSocket endpoints
-on NoneBot's paths, plus the sandbox pages when the sandbox transport is used.
+on NoneBot's paths, the web console (/console/, bot/console.py), plus the
+sandbox pages when the sandbox transport is used.
 
 Who may post events (README, "Deploying"):
 * `secret` set: the body's X-Signature must match (missing 401, wrong 403);
@@ -40,6 +41,7 @@ from aiohttp import web
 from storage.db import DatabaseUnavailable
 
 from .app import BotApp
+from .console import Console
 from .onebot import (
     Event,
     EventError,
@@ -90,6 +92,7 @@ def make_web_app(bot: BotApp, *, start_bot: bool = True) -> web.Application:
         app.router.add_post(path, handle_post)
     for path in WS_PATHS:
         app.router.add_get(path, handle_ws)
+    Console(bot).install(app)
     quiet_repeats()
     if start_bot:
         app.cleanup_ctx.append(_lifecycle)

@@ -1,7 +1,7 @@
 """One module per workflow. Routers are included here, explicitly, in one list:
 the only place that knows every workflow (bot/cli.py gives it to BotApp)."""
 
-from . import drafts, files, help, quotas, registration, review, standings, topics
+from . import console, drafts, files, help, quotas, registration, review, standings, topics
 
 ROUTERS = [
     help.router,
@@ -12,4 +12,5 @@ ROUTERS = [
     review.router,
     standings.router,
     quotas.router,
+    console.router,
 ]

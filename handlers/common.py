@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TypeVar
 
 from bot.context import Context, Refusal
+from bot.pages import BadInput, Form, View
 from bot.router import Command, normalize
 from storage import standings as st
 from storage.models import Draft, Role, Unit
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -79,7 +84,7 @@ async def draft_arg(ctx: Context, cmd: Command) -> Draft:
     return draft
 
 
-def require_own_unit(ctx: Context, draft: Draft) -> None:
+def require_own_unit(ctx: Context | View, draft: Draft) -> None:
     """Officers act only on their own unit's drafts; coordinators on any."""
     if ctx.role == Role.coordinator:
         return
@@ -106,3 +111,23 @@ async def person_arg(ctx: Context, cmd: Command) -> tuple[int, list[str]]:
     if cmd.words and cmd.words[0].isdigit():
         return int(cmd.words[0]), cmd.words[1:]
     raise usage(ctx, cmd.spec.name)
+
+
+async def on_draft_as_seen(
+    ctx: Context, form: Form, operation: Callable[[Draft], Awaitable[T]]
+) -> tuple[Draft, T]:
+    """A console action on the draft a form names (`draft`), as its page showed it (`seen`:
+    the state then). The operation's own refusal comes first, being the most specific
+    ("already adopted by 《…》 at 10:02"); an action it would allow on a draft whose state
+    changed since the page was loaded is undone and refused with the current state."""
+    number = parse_draft_number(form.required("draft"))
+    if number is None:
+        raise BadInput("draft")
+    draft = await ctx.repo.drafts.get(number)
+    if draft is None:
+        raise Refusal("draft_not_found.txt.j2", number=f"G{number}")
+    current = draft.status
+    result = await operation(draft)
+    if form.required("seen") != current:
+        raise Refusal("console_draft_changed.txt.j2", draft=draft, status=current)
+    return draft, result

@@ -20,6 +20,7 @@ from datetime import date, datetime, time, timedelta
 from typing import TYPE_CHECKING
 
 from bot.context import Context, Refusal
+from bot.pages import Form, Page, View
 from bot.router import COORDINATORS, OFFICERS, Command, Router, normalize
 from bot.timeparse import DeadlineError, parse_deadline
 from storage import standings as st
@@ -473,3 +474,55 @@ async def base_points_job(app: BotApp, month_start: str) -> None:
     )
     app.scheduler.at("quota:base", next_end, base_points_job, month.end.date().isoformat(),
                      useful_until=next_end + timedelta(days=20))  # fmt: skip
+
+
+# ------------------------------------------------------------------ console: 任务
+
+
+@router.page("quotas", roles=OFFICERS | COORDINATORS)
+async def quotas_page(view: View) -> Page:
+    """Progress of every quota in force, lagging units first; an officer sees the own
+    unit's, read-only. Coordinators set quotas and send the reminders here."""
+    app, repo = view.app, view.repo
+    officer = view.role == Role.officer
+    rows = await progress(app, repo, view.now, {view.member.unit_id} if officer else None)
+    units: dict[int, dict] = {}
+    for p in rows:
+        entry = units.setdefault(p.unit.id, {"unit": p.unit, "rows": [], "lagging": False})
+        behind = lagging(app, p)
+        entry["rows"].append((p, behind))
+        entry["lagging"] = entry["lagging"] or behind
+        entry["last"] = await repo.reminders.last_for_unit("quota", p.unit.id)
+    listed = sorted(units.values(), key=lambda e: not e["lagging"])  # stable: unit order kept
+    return Page(
+        "console/quotas.html.j2",
+        {
+            "units": listed, "officer": officer, "now": view.now,
+            "lagging_count": sum(e["lagging"] for e in listed),
+            "scopes": SCOPE_WORDS, "all_units": [] if officer else await repo.units.all_active(),
+            "metrics": METRICS,
+        },
+    )  # fmt: skip
+
+
+@router.action("set_quota", roles=COORDINATORS)
+async def set_quota_action(ctx: Context, form: Form) -> str:
+    """`who`: a unit's name or 全部/乡镇/部门/直报点, as /设任务 takes them."""
+    who = form.required("who")
+    period = form.choice("period", ("month", "quarter", "year"), "")
+    metric = form.choice("metric", METRICS.values(), "")
+    amount = normalize(form.required("amount"))
+    if not _AMOUNT.match(amount):
+        raise Refusal("quota_bad_amount.txt.j2", amount=amount, metric=metric)
+    scope, kind = SCOPE_WORDS.get(who, ("unit", None))
+    unit = await unit_arg(ctx, who) if scope == "unit" else None
+    old = await set_quota(ctx, unit, kind, period, metric, float(amount))
+    return ctx.render(
+        "quota_set.txt.j2", who=who, period=period, metric=metric, target=float(amount), old=old
+    )
+
+
+@router.action("remind_quotas", roles=COORDINATORS)
+async def remind_action(ctx: Context, form: Form) -> str:
+    """一键催报: the quota reminders now."""
+    return ctx.render("quota_remind_result.txt.j2", **await remind_lagging(ctx, "manual"))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from bot.context import Context, Refusal
+from bot.pages import BadInput, Form, Page, View
 from bot.router import COORDINATORS, EVERYONE, Command, Router, normalize
 from storage.models import BindRequest, Member, Role, Unit, UnitKind
 
@@ -27,6 +28,11 @@ def guess_kind(name: str) -> UnitKind:
     if name.endswith(("局", "委", "办", "委员会", "中心", "院", "所", "队", "公司")):
         return UnitKind.department
     return UnitKind.other
+
+
+def split_names(text: str) -> list[str]:
+    """Names separated by spaces, commas or 、 (full-width too)."""
+    return [w for part in text.split() for w in normalize(part).replace("、", ",").split(",") if w]
 
 
 # ------------------------------------------------------------------ operations
@@ -237,7 +243,7 @@ async def list_units(ctx: Context, cmd: Command) -> None:
 
 @router.command("添加单位", aliases=("addunit",), roles=COORDINATORS)
 async def add_unit_command(ctx: Context, cmd: Command) -> None:
-    words = [w for part in cmd.words for w in normalize(part).replace("、", ",").split(",") if w]
+    words = split_names(" ".join(cmd.words))
     if not words:
         raise usage(ctx, "添加单位")
     name, rest = words[0], words[1:]
@@ -267,3 +273,71 @@ async def retire_unit_command(ctx: Context, cmd: Command) -> None:
     unit = await ctx.repo.units.find_any(cmd.rest) or await unit_arg(ctx, cmd.rest)
     officers = await retire_unit(ctx, unit)
     ctx.reply("unit_retired_now.txt.j2", unit=unit, officers=officers)
+
+
+# ------------------------------------------------------------------ console: 单位与信息员
+
+TERMS_SHOWN = 50  # officer terms (备案) listed
+
+
+@router.page("units", roles=COORDINATORS)
+async def units_page(view: View) -> Page:
+    """Units with their officers, pending binding requests and the officer history (备案)."""
+    repo = view.repo
+    requests = await repo.binds.pending()
+    return Page(
+        "console/units.html.j2",
+        {
+            "units": await repo.units.listing(),
+            "requests": [(r, await repo.units.get(r.unit_id)) for r in requests],
+            "terms": await repo.members.term_history(TERMS_SHOWN),
+            "kinds": KIND_WORDS,
+        },
+    )
+
+
+async def _unit_from(ctx: Context, form: Form) -> Unit:
+    unit_id = form.number("unit")
+    unit = await ctx.repo.units.get(unit_id) if unit_id is not None else None
+    if unit is None:
+        raise BadInput("unit")
+    return unit
+
+
+@router.action("add_unit", roles=COORDINATORS)
+async def add_unit_action(ctx: Context, form: Form) -> str:
+    """`kind` is a word of /添加单位 (乡镇 …), or empty: guessed from the name."""
+    kind_word = form.choice("kind", ("", *KIND_WORDS), "")
+    unit, aliases = await add_unit(
+        ctx, form.required("name"), KIND_WORDS.get(kind_word), split_names(form.get("aliases"))
+    )
+    return ctx.render("unit_added.txt.j2", unit=unit, aliases=aliases)
+
+
+@router.action("register", roles=COORDINATORS)
+async def register_action(ctx: Context, form: Form) -> str:
+    """Register the QQ number `im_id` (with `name`, if given) as `unit`'s officer."""
+    im_id = form.number("im_id")
+    if not im_id:
+        raise BadInput("im_id")
+    return await register_officer(ctx, im_id, await _unit_from(ctx, form), form.get("name") or None)
+
+
+@router.action("retire", roles=COORDINATORS)
+async def retire_action(ctx: Context, form: Form) -> str:
+    member = await ctx.repo.members.get(form.number("member") or 0)
+    if member is None:
+        raise BadInput("member")
+    unit = await retire_officer(ctx, member)
+    return ctx.render("retired.txt.j2", name=member.name, unit=unit.name)
+
+
+@router.action("decide_binding", roles=COORDINATORS)
+async def decide_action(ctx: Context, form: Form) -> str:
+    request = await ctx.repo.binds.get(form.number("request") or 0)
+    if request is None:
+        raise BadInput("request")
+    approve = form.choice("decision", ("approve", "reject"), "") == "approve"
+    unit = await ctx.repo.units.get(request.unit_id)
+    await decide_binding(ctx, request, approve, None if approve else form.get("reason") or None)
+    return ctx.render("bind_decided.txt.j2", request=request, unit=unit.name, approved=approve)

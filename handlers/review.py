@@ -14,11 +14,28 @@ import re
 from dataclasses import dataclass
 
 from bot.context import Context, Refusal
-from bot.router import COORDINATORS, Command, Router, normalize
-from bot.rules import FORM_WORDS, LEVEL_WORDS, Outlet
-from storage.models import Adoption, Draft, DraftStatus, Forward, Instruction, Member
+from bot.pages import BadInput, Form, Page, View
+from bot.router import COORDINATORS, OFFICERS, Command, Router, normalize
+from bot.rules import FORM_WORDS, FORMS, LEVEL_WORDS, LEVELS, Outlet
+from storage import standings as st
+from storage.models import (
+    CATEGORIES,
+    Adoption,
+    Draft,
+    DraftStatus,
+    Forward,
+    Instruction,
+    Member,
+    Role,
+)
 
-from .common import draft_arg, usage
+from .common import (
+    draft_arg,
+    on_draft_as_seen,
+    parse_draft_number,
+    require_own_unit,
+    usage,
+)
 from .scoring import adoption_points, instruction_points
 
 router = Router("review")
@@ -325,3 +342,135 @@ async def late_command(ctx: Context, cmd: Command) -> None:
     draft = await draft_arg(ctx, cmd)
     points = await record_late(ctx, draft, " ".join(cmd.words[1:]) or None)
     ctx.reply("late_recorded.txt.j2", draft=draft, points=points)
+
+
+# ------------------------------------------------------------------ console: 收稿
+
+PAGE_SIZE = 30  # drafts listed per page
+STATES = (*DraftStatus, "all")
+PERIODS = ("week", "month", "quarter", "year")
+_TOPIC_REF = re.compile(r"^Y[0-9]{1,9}$")
+
+
+@router.page("drafts", roles=OFFICERS | COORDINATORS)
+async def drafts_page(view: View) -> Page:
+    """Drafts newest first, filtered (awaiting review by default); one draft in full with
+    its history and, for coordinators, one form per review action. Officers see their own
+    unit's drafts, read-only."""
+    q, repo = view.query, view.repo
+    officer = view.role == Role.officer
+    filters = {
+        "unit": view.member.unit_id if officer else q.number("unit"),
+        "state": q.choice("state", STATES, "all" if officer else DraftStatus.submitted),
+        "category": q.choice("category", ("", *CATEGORIES), ""),
+        "topic": q.get("topic"),
+        "period": q.choice("period", ("", *PERIODS), ""),
+    }
+    if filters["topic"] and not _TOPIC_REF.match(filters["topic"]):
+        raise BadInput("topic")
+    offset = q.number("offset", 0)
+    period = st.period_containing(filters["period"], view.now) if filters["period"] else None
+    rows, total = await repo.drafts.listing(
+        unit_id=filters["unit"],
+        category=filters["category"] or None,
+        topic_ref=filters["topic"] or None,
+        status=None if filters["state"] == "all" else filters["state"],
+        since=period.start if period else None,
+        limit=PAGE_SIZE,
+        offset=offset,
+    )
+    return Page(
+        "console/drafts.html.j2",
+        {
+            "rows": rows, "total": total, "offset": offset, "size": PAGE_SIZE,
+            "filters": filters, "officer": officer,
+            "units": [] if officer else await repo.units.all_active(),
+            "topics": [] if officer else await repo.topics.open_topics(),
+            "states": STATES, "categories": CATEGORIES, "periods": PERIODS,
+            "detail": await _draft_detail(view, q.get("draft")) if q.get("draft") else None,
+        },
+    )  # fmt: skip
+
+
+async def _draft_detail(view: View, number_text: str) -> dict:
+    number = parse_draft_number(number_text)
+    if number is None:
+        raise BadInput("draft")
+    repo = view.repo
+    draft = await repo.drafts.get(number)
+    if draft is None:
+        raise Refusal("draft_not_found.txt.j2", number=f"G{number}")
+    require_own_unit(view, draft)
+    entries = await repo.reviews.points_entries(draft.id)
+    return {
+        "draft": draft,
+        "unit": await repo.units.get(draft.unit_id),
+        "submitter": await repo.members.get(draft.submitter_id),
+        "history": await repo.drafts.history(draft.id),
+        "adoptions": await repo.reviews.adoptions(draft.id),
+        "instructions": await repo.reviews.instructions(draft.id),
+        "forwards": await repo.reviews.forwards(draft.id),
+        "points": sum(e.points for e in entries),
+        "outlets": view.app.rules.outlets,
+        "levels": LEVELS,
+    }
+
+
+@router.action("return", roles=COORDINATORS)
+async def return_action(ctx: Context, form: Form) -> str:
+    draft, submitter = await on_draft_as_seen(
+        ctx, form, lambda d: return_draft(ctx, d, form.get("reason"))
+    )
+    return ctx.render("returned.txt.j2", draft=draft, name=submitter.name)
+
+
+@router.action("reject", roles=COORDINATORS)
+async def reject_action(ctx: Context, form: Form) -> str:
+    draft, _ = await on_draft_as_seen(
+        ctx, form, lambda d: reject_draft(ctx, d, form.get("reason") or None)
+    )
+    return ctx.render("rejected.txt.j2", draft=draft)
+
+
+@router.action("adopt", roles=COORDINATORS)
+async def adopt_action(ctx: Context, form: Form) -> str:
+    """`outlet` is "刊物名|form" from the rule file's outlets; `issue` the 期 number."""
+    name, _, form_code = form.required("outlet").rpartition("|")
+    outlet = ctx.app.rules.outlet_named(name)
+    if outlet is None or form_code not in FORMS:
+        raise BadInput("outlet")
+    issue = form.number("issue")
+    _, recorded = await on_draft_as_seen(
+        ctx, form, lambda d: adopt(ctx, d, outlet, form_code, str(issue) if issue else None)
+    )
+    return recorded.notice
+
+
+@router.action("revoke", roles=COORDINATORS)
+async def revoke_action(ctx: Context, form: Form) -> str:
+    outlet = form.required("outlet")
+    draft, _ = await on_draft_as_seen(ctx, form, lambda d: revoke_adoption(ctx, d, outlet))
+    return ctx.render("adopt_revoked.txt.j2", draft=draft, outlet=outlet)
+
+
+@router.action("instruct", roles=COORDINATORS)
+async def instruct_action(ctx: Context, form: Form) -> str:
+    level = form.choice("level", LEVELS, "")
+    main, note = form.get("main") == "1", form.get("note") or None
+    _, recorded = await on_draft_as_seen(ctx, form, lambda d: instruct(ctx, d, level, main, note))
+    return recorded.notice
+
+
+@router.action("forward", roles=COORDINATORS)
+async def forward_action(ctx: Context, form: Form) -> str:
+    level = form.choice("level", ("province", "national"), "")
+    draft, points = await on_draft_as_seen(ctx, form, lambda d: forward(ctx, d, level))
+    return ctx.render("forwarded.txt.j2", draft=draft, level=level, points=points)
+
+
+@router.action("late", roles=COORDINATORS)
+async def late_action(ctx: Context, form: Form) -> str:
+    draft, points = await on_draft_as_seen(
+        ctx, form, lambda d: record_late(ctx, d, form.get("note") or None)
+    )
+    return ctx.render("late_recorded.txt.j2", draft=draft, points=points)

@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.context import Context, Refusal
-from bot.router import COORDINATORS, EVERYONE, Command, Router
+from bot.pages import Download, Form, Page, View
+from bot.router import COORDINATORS, EVERYONE, MEMBERS, Command, Router
 from storage import standings as st
 from storage.queries import Repo
 
@@ -85,12 +86,12 @@ def class_arg(ctx: Context, words: list[str]) -> str | None:
 # ------------------------------------------------------------------ /排行
 
 
-async def ranking(
-    app: BotApp, repo: Repo, word: PeriodWord, limit: int | None, klass: str | None = None
-) -> str:
+async def ranking_groups(
+    app: BotApp, word: PeriodWord, now: datetime, klass: str | None = None
+) -> tuple[st.Period, datetime, list[tuple[str, list[st.UnitStanding]]]]:
     """The period a word names: the running one to date (the year moves against the start
-    of this week, the others against the previous period), or the one just closed."""
-    now = app.clock.now()
+    of this week, the others against the previous period), or the one just closed. Returns
+    the period, the end shown, and the (class label, rows) groups ranked as configured."""
     period = period_of(word, now)
     end = st.shown_until(period, now)
     if period.kind == "year" and not word.back:
@@ -107,6 +108,13 @@ async def ranking(
         for _, group in groups:
             for r in group:
                 r.previous_rank = prev.get(r.unit_id)
+    return period, end, groups
+
+
+async def ranking(
+    app: BotApp, repo: Repo, word: PeriodWord, limit: int | None, klass: str | None = None
+) -> str:
+    period, end, groups = await ranking_groups(app, word, app.clock.now(), klass)
     rows = [r for _, group in groups for r in group]
     return app.renderer.text(
         "ranking.txt.j2",
@@ -356,3 +364,65 @@ async def send_export(
             self_id=self_id,
         )
     app.sender.wake()
+
+
+# ------------------------------------------------------------------ console: 排行, 导出
+
+PERIOD_KINDS = ("week", "month", "quarter", "year")
+EXPORT_WORDS = ("本月", "上月", "本季", "上季", "本年", "去年")  # of PERIOD_WORDS
+WEEKS_SHOWN = 12
+
+
+async def weekly_figures(
+    app: BotApp, now: datetime, weeks: int = WEEKS_SHOWN
+) -> tuple[list[st.Period], dict[int, list[tuple[int, int]]]]:
+    """The last `weeks` weeks (this one included) and each unit's (submitted, adopted) in
+    each: one standings aggregate per week."""
+    periods = [st.period_containing("week", now)]
+    while len(periods) < weeks:
+        periods.insert(0, st.previous(periods[0]))
+    series: dict[int, list[tuple[int, int]]] = {}
+    for n, week in enumerate(periods):
+        for r in await st.standings(app.db, week.start, min(week.end, now + timedelta(seconds=1))):
+            # a unit added later is not judged in the weeks before: zeros there
+            series.setdefault(r.unit_id, [(0, 0)] * len(periods))[n] = (
+                r.submitted,
+                r.adopted_total,
+            )
+    return periods, series
+
+
+@router.page("standings", roles=MEMBERS)
+async def standings_page(view: View) -> Page:
+    """The period's standings (the /排行 figures), the year's points per unit and each
+    unit's weekly submissions and adoptions as charts. An officer's unit is marked."""
+    app, now = view.app, view.now
+    kind = view.query.choice("period", PERIOD_KINDS, "year")
+    period, _, groups = await ranking_groups(app, PeriodWord(kind), now)
+    rows = [r for _, group in groups for r in group]
+    year = groups if kind == "year" else (await ranking_groups(app, PeriodWord("year"), now))[2]
+    year_rows = sorted((r for _, g in year for r in g), key=lambda r: (-r.points, r.name))
+    weeks, series = await weekly_figures(app, now)
+    top = max((n for figures in series.values() for pair in figures for n in pair), default=0)
+    return Page(
+        "console/standings.html.j2",
+        {
+            "period": period, "groups": groups, "has_data": st.has_data(rows), "now": now,
+            "kinds": PERIOD_KINDS, "levels": st.LEVELS, "year_rows": year_rows,
+            "weeks": weeks, "series": series, "top": top or 1,
+            "mine": view.member.unit_id,
+        },
+    )  # fmt: skip
+
+
+@router.page("export", roles=COORDINATORS)
+async def export_page(view: View) -> Page:
+    return Page("console/export.html.j2", {"words": EXPORT_WORDS})
+
+
+@router.action("export", roles=COORDINATORS)
+async def export_action(ctx: Context, form: Form) -> Download:
+    """The workbook of /导出, downloaded at once."""
+    word = PERIOD_WORDS[form.choice("period", EXPORT_WORDS, "上月")]
+    path = await export_workbook(ctx.app, ctx.repo.session, period_of(word, ctx.now))
+    return Download(path, path.name)

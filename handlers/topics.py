@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from bot.context import Context, Refusal
+from bot.pages import BadInput, Form, Page, View
 from bot.router import COORDINATORS, EVERYONE, OFFICERS, Command, Router, normalize
 from bot.timeparse import DeadlineError, parse_deadline
 from storage.models import Topic, Unit
@@ -277,18 +278,7 @@ async def _target_units(ctx: Context, text: str) -> list[Unit]:
 
 @router.command("约稿列表", aliases=("topics",), roles=EVERYONE)
 async def list_topics(ctx: Context, cmd: Command) -> None:
-    rows = []
-    for topic in await ctx.repo.topics.open_topics():
-        targets = await ctx.repo.topics.targets(topic)
-        answered = await ctx.repo.topics.answered_unit_ids(topic)
-        rows.append(
-            {
-                "topic": topic,
-                "target_count": len(targets),
-                "answered": [u.name for u in targets if u.id in answered],
-                "claimed": [u.name for _, u in await ctx.repo.topics.claims(topic)],
-            }
-        )
+    rows = await topic_rows(ctx.repo, await ctx.repo.topics.open_topics())
     ctx.reply("topic_list.txt.j2", rows=rows)
 
 
@@ -313,3 +303,83 @@ async def remind_command(ctx: Context, cmd: Command) -> None:
     outcome = await remind_topic(ctx, topic, "manual")
     if outcome != "sent" or not ctx.in_group:
         ctx.reply("topic_remind_result.txt.j2", topic=topic, outcome=outcome)
+
+
+# ------------------------------------------------------------------ console: 约稿
+
+RECENTLY_CLOSED = 10  # closed topics shown under the open ones
+_DATETIME_LOCAL = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}$")  # <input type="datetime-local">
+
+
+async def topic_rows(repo: Repo, topics: Sequence[Topic]) -> list[dict]:
+    """Each topic with its target units, who answered, who claimed and who is missing."""
+    rows = []
+    for topic in topics:
+        targets = await repo.topics.targets(topic)
+        answered = await repo.topics.answered_unit_ids(topic)
+        rows.append(
+            {
+                "topic": topic,
+                "targets": targets,
+                "answered": [u for u in targets if u.id in answered],
+                "missing": [u for u in targets if u.id not in answered],
+                "claimed": [u for _, u in await repo.topics.claims(topic)],
+            }
+        )
+    return rows
+
+
+@router.page("topics", roles=COORDINATORS)
+async def topics_page(view: View) -> Page:
+    repo = view.repo
+    return Page(
+        "console/topics.html.j2",
+        {
+            "open": await topic_rows(repo, await repo.topics.open_topics()),
+            "closed": await topic_rows(repo, await repo.topics.recently_closed(RECENTLY_CLOSED)),
+            "units": await repo.units.all_active(),
+            "now": view.now,
+        },
+    )
+
+
+async def _topic_from(ctx: Context, form: Form) -> Topic:
+    number = parse_topic_number(form.required("topic"))
+    topic = await ctx.repo.topics.get(number) if number is not None else None
+    if topic is None:
+        raise BadInput("topic")
+    return topic
+
+
+@router.action("publish_topic", roles=COORDINATORS)
+async def publish_action(ctx: Context, form: Form) -> str:
+    """Title, a deadline from the date-time picker, target units (none ticked: all), brief."""
+    text = form.required("deadline")
+    if not _DATETIME_LOCAL.match(text):
+        raise BadInput("deadline")
+    try:
+        deadline = datetime.fromisoformat(text)
+    except ValueError:
+        raise Refusal("deadline_invalid.txt.j2", text=text, problem="invalid_date") from None
+    targets = []
+    for value in form.all("units"):
+        unit = await ctx.repo.units.get(int(value)) if value.isdigit() else None
+        if unit is None:
+            raise BadInput("units")
+        targets.append(unit)
+    topic = await publish_topic(ctx, form.get("title"), deadline, targets, form.get("brief"))
+    return ctx.render("topic_published_confirm.txt.j2", topic=topic, groups=len(ctx.app.groups))
+
+
+@router.action("close_topic", roles=COORDINATORS)
+async def close_action(ctx: Context, form: Form) -> str:
+    topic = await _topic_from(ctx, form)
+    await close_topic(ctx, topic)
+    return ctx.render("topic_closed_now.txt.j2", topic=topic)
+
+
+@router.action("remind_topic", roles=COORDINATORS)
+async def remind_action(ctx: Context, form: Form) -> str:
+    topic = await _topic_from(ctx, form)
+    outcome = await remind_topic(ctx, topic, "manual")
+    return ctx.render("topic_remind_result.txt.j2", topic=topic, outcome=outcome)

@@ -396,3 +396,26 @@ class LaggingStreak(SQLModel, table=True):
     unit_id: int = Field(foreign_key="unit.id", primary_key=True)
     runs: int = 0
     last_run_at: datetime = local_time()
+
+
+class ConsoleLogin(SQLModel, table=True):
+    """A one-time link to the web console, sent by /登录: only the token's hash is kept.
+    Valid until `expires_at`, once (`used_at`)."""
+
+    __tablename__ = "console_login"
+    token_hash: str = Field(primary_key=True)
+    member_id: int = Field(foreign_key="member.id", index=True)
+    created_at: datetime = local_time()
+    expires_at: datetime = local_time(index=True)
+    used_at: datetime | None = local_time(default=None)
+
+
+class ConsoleSession(SQLModel, table=True):
+    """A logged-in browser (the cookie holds the session id; only its hash is kept).
+    It ends after idle time, after a day, at logout, or when the member loses the role."""
+
+    __tablename__ = "console_session"
+    id_hash: str = Field(primary_key=True)
+    member_id: int = Field(foreign_key="member.id", index=True)
+    created_at: datetime = local_time()
+    last_seen_at: datetime = local_time(index=True)

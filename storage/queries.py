@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
+import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -13,11 +14,14 @@ from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from .models import (
     Adoption,
     BindRequest,
     CollectSession,
+    ConsoleLogin,
+    ConsoleSession,
     Draft,
     DraftEvent,
     DraftStatus,
@@ -58,6 +62,42 @@ def bytes_hash(data: bytes) -> str:
 def char_count(body: str) -> int:
     """字数 as offices count it: every character of the body except whitespace."""
     return sum(1 for ch in body if not ch.isspace())
+
+
+@dataclass
+class TermView:
+    term: OfficerTerm
+    member: Member
+    unit: Unit
+    started_by: Member | None
+    ended_by: Member | None
+
+
+@dataclass
+class DraftRow:
+    """A draft as the console lists it."""
+
+    draft: Draft
+    unit: str
+    submitter: str
+
+
+@dataclass
+class AuditEntry:
+    """One line of the console's 操作记录: who did what, when. `kind` names the source
+    (a draft's history, a topic, an officer term, a binding request, a quota)."""
+
+    at: datetime
+    actor: Member | None  # None: the bot itself (a deadline passed) or unknown
+    kind: str  # draft / topic_publish / topic_close / term_start / term_end / bind / quota
+    action: str  # the draft event's action, a bind request's status, ...
+    draft: Draft | None = None
+    topic: Topic | None = None
+    member: Member | None = None  # the officer a term is about
+    unit: Unit | None = None
+    quota: Quota | None = None
+    request: BindRequest | None = None
+    detail: str | None = None
 
 
 @dataclass
@@ -272,6 +312,20 @@ class Members:
         q = select(OfficerTerm).where(OfficerTerm.member_id == member_id).order_by(OfficerTerm.id)
         return list((await self.s.execute(q)).scalars())
 
+    async def term_history(self, limit: int) -> list[TermView]:
+        """信息员备案: the newest officer terms, with who started and ended them."""
+        started, ended = aliased(Member), aliased(Member)
+        q = (
+            select(OfficerTerm, Member, Unit, started, ended)
+            .join(Member, Member.id == OfficerTerm.member_id)
+            .join(Unit, Unit.id == OfficerTerm.unit_id)
+            .outerjoin(started, started.id == OfficerTerm.started_by)
+            .outerjoin(ended, ended.id == OfficerTerm.ended_by)
+            .order_by(OfficerTerm.id.desc())
+            .limit(limit)
+        )
+        return [TermView(*row) for row in (await self.s.execute(q)).all()]
+
 
 class BindRequests:
     def __init__(self, s: AsyncSession) -> None:
@@ -279,6 +333,10 @@ class BindRequests:
 
     async def get(self, request_id: int) -> BindRequest | None:
         return await self.s.get(BindRequest, request_id)
+
+    async def pending(self) -> list[BindRequest]:
+        q = select(BindRequest).where(BindRequest.status == "pending").order_by(BindRequest.id)
+        return list((await self.s.execute(q)).scalars())
 
     async def pending_for(self, im_id: int) -> BindRequest | None:
         q = select(BindRequest).where(BindRequest.im_id == im_id, BindRequest.status == "pending")
@@ -418,6 +476,44 @@ class Drafts:
             .order_by(DraftEvent.id)
         )
         return [(e, m) for e, m in (await self.s.execute(q)).all()]
+
+    async def listing(
+        self,
+        *,
+        unit_id: int | None = None,
+        category: str | None = None,
+        topic_ref: str | None = None,
+        status: str | None = None,
+        since: datetime | None = None,
+        limit: int = 30,
+        offset: int = 0,
+    ) -> tuple[list[DraftRow], int]:
+        """Drafts newest first, filtered; and how many match."""
+        conditions = [
+            column == value
+            for column, value in (
+                (Draft.unit_id, unit_id),
+                (Draft.category, category),
+                (Draft.topic_ref, topic_ref),
+                (Draft.status, status),
+            )
+            if value is not None
+        ]
+        if since is not None:
+            conditions.append(Draft.submitted_at >= since)
+        total = (
+            await self.s.execute(select(func.count()).select_from(Draft).where(*conditions))
+        ).scalar_one()
+        q = (
+            select(Draft, Unit.name, Member.name)
+            .join(Unit, Unit.id == Draft.unit_id)
+            .join(Member, Member.id == Draft.submitter_id)
+            .where(*conditions)
+            .order_by(Draft.id.desc())
+            .limit(limit)
+            .offset(offset)
+        )
+        return [DraftRow(*row) for row in (await self.s.execute(q)).all()], total
 
     async def returned_with_title(self, unit_id: int, title: str) -> Draft | None:
         q = select(Draft).where(
@@ -630,6 +726,10 @@ class Topics:
     async def open_topics(self) -> list[Topic]:
         q = select(Topic).where(Topic.status == "open").order_by(Topic.deadline, Topic.id)
         return list((await self.s.execute(q)).scalars())
+
+    async def recently_closed(self, limit: int) -> list[Topic]:
+        q = select(Topic).where(Topic.status == "closed").order_by(Topic.closed_at.desc())
+        return list((await self.s.execute(q.limit(limit))).scalars())
 
     async def targets(self, topic: Topic) -> list[Unit]:
         """The units asked and not retired: the listed ones, or for an all-units topic every
@@ -880,6 +980,181 @@ class Exemptions:
         row.ended_at, row.ended_by = now, by.id if by else None
 
 
+def secret_hash(token: str) -> str:
+    """What is stored of a login token or a session id: never the secret itself."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class ConsoleAccess:
+    """One-time login links and sessions of the web console (bot/console.py)."""
+
+    def __init__(self, s: AsyncSession) -> None:
+        self.s = s
+
+    def issue_login(self, member: Member, now: datetime, valid: timedelta) -> str:
+        """A new one-time login token for `member`; only its hash is stored."""
+        token = secrets.token_urlsafe(32)
+        self.s.add(
+            ConsoleLogin(
+                token_hash=secret_hash(token),
+                member_id=member.id,
+                created_at=now,
+                expires_at=now + valid,
+            )
+        )
+        return token
+
+    async def login(self, token: str, now: datetime) -> ConsoleLogin | None:
+        """The login behind `token` if it is still usable (unused, not expired)."""
+        row = await self.s.get(ConsoleLogin, secret_hash(token))
+        return row if row is not None and row.used_at is None and row.expires_at > now else None
+
+    async def use_login(self, token: str, now: datetime) -> int | None:
+        """Spend the token (once, even when two requests race): its member's id, or None."""
+        result = await self.s.execute(
+            update(ConsoleLogin)
+            .where(
+                ConsoleLogin.token_hash == secret_hash(token),
+                ConsoleLogin.used_at.is_(None),
+                ConsoleLogin.expires_at > now,
+            )
+            .values(used_at=now)
+            .returning(ConsoleLogin.member_id)
+        )
+        return result.scalar_one_or_none()
+
+    def open_session(self, member_id: int, now: datetime) -> str:
+        """A new session for the member; returns the session id (for the cookie)."""
+        session_id = secrets.token_urlsafe(32)
+        self.s.add(
+            ConsoleSession(
+                id_hash=secret_hash(session_id),
+                member_id=member_id,
+                created_at=now,
+                last_seen_at=now,
+            )
+        )
+        return session_id
+
+    async def session(self, session_id: str) -> tuple[ConsoleSession, Member] | None:
+        q = (
+            select(ConsoleSession, Member)
+            .join(Member, Member.id == ConsoleSession.member_id)
+            .where(ConsoleSession.id_hash == secret_hash(session_id))
+        )
+        row = (await self.s.execute(q)).first()
+        return (row[0], row[1]) if row is not None else None
+
+    async def touch(self, session_id: str, now: datetime) -> None:
+        await self.s.execute(
+            update(ConsoleSession)
+            .where(ConsoleSession.id_hash == secret_hash(session_id))
+            .values(last_seen_at=now)
+        )
+
+    async def end_session(self, session_id: str) -> None:
+        await self.s.execute(
+            delete(ConsoleSession).where(ConsoleSession.id_hash == secret_hash(session_id))
+        )
+
+    async def end_sessions(self, member_id: int) -> int:
+        """End every session of the member; how many there were."""
+        result = await self.s.execute(
+            delete(ConsoleSession).where(ConsoleSession.member_id == member_id)
+        )
+        return result.rowcount
+
+    async def prune(self, now: datetime, idle: timedelta, longest: timedelta) -> None:
+        """Forget expired login links and sessions."""
+        await self.s.execute(delete(ConsoleLogin).where(ConsoleLogin.expires_at <= now))
+        await self.s.execute(
+            delete(ConsoleSession).where(
+                (ConsoleSession.last_seen_at <= now - idle)
+                | (ConsoleSession.created_at <= now - longest)
+            )
+        )
+
+
+class AuditLog:
+    """The console's 操作记录: the history rows of drafts and every other row that names
+    who acted (topics, officer terms, binding decisions, quotas), newest first."""
+
+    def __init__(self, s: AsyncSession) -> None:
+        self.s = s
+
+    async def entries(self, limit: int, offset: int = 0) -> list[AuditEntry]:
+        n = limit + offset  # each source's newest n rows: enough for the merged page
+        actor = aliased(Member)
+        out: list[AuditEntry] = []
+        q = (
+            select(DraftEvent, Draft, Unit, actor)
+            .join(Draft, Draft.id == DraftEvent.draft_id)
+            .join(Unit, Unit.id == Draft.unit_id)
+            .outerjoin(actor, actor.id == DraftEvent.actor_id)
+            .order_by(DraftEvent.at.desc(), DraftEvent.id.desc())
+            .limit(n)
+        )
+        for e, draft, unit, who in (await self.s.execute(q)).all():
+            out.append(
+                AuditEntry(e.at, who, "draft", e.action, draft=draft, unit=unit, detail=e.reason)
+            )
+        for column, by, kind in (
+            (Topic.created_at, Topic.created_by, "topic_publish"),
+            (Topic.closed_at, Topic.closed_by, "topic_close"),
+        ):
+            q = (
+                select(Topic, actor)
+                .outerjoin(actor, actor.id == by)
+                .where(column.is_not(None))
+                .order_by(column.desc())
+                .limit(n)
+            )
+            for topic, who in (await self.s.execute(q)).all():
+                at = topic.created_at if kind == "topic_publish" else topic.closed_at
+                out.append(AuditEntry(at, who, kind, topic.closed_reason or "", topic=topic))
+        for column, by, kind in (
+            (OfficerTerm.started_at, OfficerTerm.started_by, "term_start"),
+            (OfficerTerm.ended_at, OfficerTerm.ended_by, "term_end"),
+        ):
+            q = (
+                select(OfficerTerm, Member, Unit, actor)
+                .join(Member, Member.id == OfficerTerm.member_id)
+                .join(Unit, Unit.id == OfficerTerm.unit_id)
+                .outerjoin(actor, actor.id == by)
+                .where(column.is_not(None))
+                .order_by(column.desc())
+                .limit(n)
+            )
+            for term, member, unit, who in (await self.s.execute(q)).all():
+                at = term.started_at if kind == "term_start" else term.ended_at
+                out.append(AuditEntry(at, who, kind, "", member=member, unit=unit))
+        q = (
+            select(BindRequest, Unit, actor)
+            .join(Unit, Unit.id == BindRequest.unit_id)
+            .outerjoin(actor, actor.id == BindRequest.decided_by)
+            .where(BindRequest.decided_at.is_not(None))
+            .order_by(BindRequest.decided_at.desc())
+            .limit(n)
+        )
+        for req, unit, who in (await self.s.execute(q)).all():
+            out.append(
+                AuditEntry(req.decided_at, who, "bind", req.status, unit=unit, request=req,
+                           detail=req.reason)
+            )  # fmt: skip
+        q = (
+            select(Quota, Unit, actor)
+            .outerjoin(Unit, Unit.id == Quota.unit_id)
+            .outerjoin(actor, actor.id == Quota.created_by)
+            .where(Quota.created_by.is_not(None))
+            .order_by(Quota.valid_from.desc())
+            .limit(n)
+        )
+        for quota, unit, who in (await self.s.execute(q)).all():
+            out.append(AuditEntry(quota.valid_from, who, "quota", "", unit=unit, quota=quota))
+        out.sort(key=lambda e: e.at, reverse=True)
+        return out[offset : offset + limit]
+
+
 class Repo:
     """All query groups bound to one session (one transaction)."""
 
@@ -899,3 +1174,5 @@ class Repo:
         self.quotas = Quotas(session)
         self.exemptions = Exemptions(session)
         self.served = ServedGroups(session)
+        self.console = ConsoleAccess(session)
+        self.audit = AuditLog(session)

@@ -184,6 +184,8 @@ BAD_VALUES = {
     "quotas.tolerance_percent": 101,
     "quotas.escalate_after": 0,
     "units.classes": ["一类 部门"],
+    "web.public_url": "https://xinxi.example/console/",
+    "web.session_idle_minutes": 0,
 }
 WRONG_TYPE = {int: "x", str: 1, bool: "x", list[int]: "x", list[str]: "x"}
 

@@ -141,3 +141,23 @@ def test_demo_refuses_a_network_address_without_public(tmp_path, monkeypatch, ca
     assert cli.main(["demo", "--host", "127.0.0.1", "--db", db]) == 0
     assert "警告" not in capsys.readouterr().out
     assert [kw["host"] for kw in served] == ["192.168.1.5", "127.0.0.1"]
+
+
+async def test_the_console_shortcut_is_guarded_like_the_other_sandbox_routes(sandbox):
+    """The demo's 打开网页控制台 logs in as a coordinator: only for the page itself."""
+    port = sandbox.server.port
+    own = f"http://{sandbox.server.host}:{port}"
+    cases = [
+        ({"Content-Type": "text/plain", "Origin": "http://evil.example"}, 403),  # a form elsewhere
+        ({"Content-Type": "application/x-www-form-urlencoded", "Origin": own}, 415),
+        ({"Content-Type": "application/json", "Host": f"evil.example:{port}",
+          "Origin": f"http://evil.example:{port}"}, 403),  # DNS rebinding
+    ]  # fmt: skip
+    for headers, status in cases:
+        resp = await sandbox.post("/sandbox/console", data="{}", headers=headers)
+        assert resp.status == status, headers
+        assert "xinxibot_console" not in resp.cookies
+    resp = await sandbox.post("/sandbox/console", json={}, headers={"Origin": own})
+    assert resp.status == 200 and "xinxibot_console" in resp.cookies
+    page = await sandbox.get("/console/drafts")
+    assert page.status == 200 and "王科长（协调员）" in await page.text()
