@@ -58,14 +58,16 @@ def kind_word(ctx: Context | View, word: str) -> str | None:
     return word if word in ctx.app.config.bulletin.types else None
 
 
-async def next_number(ctx: Context | View, year: int, kind: str) -> int:
+async def next_number(
+    ctx: Context | View, year: int, kind: str, other_than: int | None = None
+) -> int:
     """第N期: one after the year's last of this type; a year without issues starts at 1,
     or at [bulletin] first_number when the bot has numbered no issue at all yet."""
     bulletins = ctx.repo.bulletins
     last = await bulletins.last_number(year, kind)
     if last is not None:
         return last + 1
-    return 1 if await bulletins.any_issue() else ctx.app.config.bulletin.first_number
+    return 1 if await bulletins.any_issue(other_than) else ctx.app.config.bulletin.first_number
 
 
 async def preparing(ctx: Context) -> BulletinIssue:
@@ -202,8 +204,8 @@ async def set_kind(ctx: Context, issue: BulletinIssue, kind: str, seen: int) -> 
     """A regular issue or a 专报: numbered in its own series."""
     await _edit(ctx, issue, seen)
     if kind != issue.kind:
-        issue.kind = kind
-        issue.number = await next_number(ctx, issue.year, kind)
+        number = await next_number(ctx, issue.year, kind, other_than=issue.id)
+        issue.kind, issue.number = kind, number
 
 
 def _base_name(ctx: Context | View, issue: BulletinIssue) -> str:

@@ -1180,8 +1180,9 @@ class Bulletins:
         )
         return (await self.s.execute(q)).scalar()
 
-    async def any_issue(self) -> bool:
-        return (await self.s.execute(select(BulletinIssue.id).limit(1))).first() is not None
+    async def any_issue(self, other_than: int | None = None) -> bool:
+        q = select(BulletinIssue.id).where(BulletinIssue.id != (other_than or 0)).limit(1)
+        return (await self.s.execute(q)).first() is not None
 
     async def create(self, issue: BulletinIssue) -> BulletinIssue:
         self.s.add(issue)
