@@ -374,3 +374,56 @@ async def test_issues_are_listed_and_fetched_again(desk):
     assert "没有已印发的《高县政务信息》2026年第9期" in desk.last_reply()
     await desk.say(OFFICER, "/期刊 2025")
     assert "2025年尚无已印发的期刊" in desk.last_reply()
+
+
+# ------------------------------------------------------------------ the console's 编期 page
+
+
+async def test_the_console_page_compiles_previews_and_prints(desk):
+    from .test_console import Visitor
+
+    desk.bot.config.web.public_url = desk.base
+    a, b, c = await ids(desk)
+    v = await Visitor(desk).login(COORDINATOR)
+    try:
+        page = await v.page("/console/bulletin")
+        assert "《高县政务信息》2026年第1期" in page and "尚未开始编辑" in page
+        assert f"G{a}《城关镇推进人居环境整治》城关镇" in page
+        back = "/console/bulletin"
+        for d in (a, b, c):
+            version = await current_version(desk)
+            _, page = await v.act("bulletin_add", back, draft=f"G{d}", version=version)
+        assert await order(desk) == [a, b, c]
+        _, page = await v.act("bulletin_move", back, draft=f"G{c}", step="up",
+                              version=await current_version(desk))  # fmt: skip
+        assert await order(desk) == [a, c, b]
+        stale = await current_version(desk)
+        await v.act("bulletin_remove", back, draft=f"G{a}", version=stale)
+        # a second coordinator's page still shows the old version: refused, nothing changed
+        _, page = await v.act("bulletin_move", back, draft=f"G{b}", step="up", version=stale)
+        assert "刚刚已被其他协调员修改，您的操作未执行" in page
+        assert await order(desk) == [c, b]
+        data = {"csrf": v.csrf, "back": back, "version": str(await current_version(desk))}
+        async with v.client.post(
+            desk.base + "/console/action/bulletin_preview", data=data, headers={"Origin": desk.base}
+        ) as resp:
+            assert resp.status == 200 and "attachment" in resp.headers["Content-Disposition"]
+            body = await resp.read()
+        preview = desk.bot.config.files_path / "check.docx"
+        preview.write_bytes(body)
+        assert "1. 城关镇开展安全生产检查" in paragraphs(preview)
+        _, page = await v.act("bulletin_publish", back, version=await current_version(desk))
+        assert "第1期已印发，共2篇" in page
+        assert [u["group_id"] for u in uploads(desk, "upload_group_file")] == [GROUP]
+        async with desk.bot.db.reader() as s:
+            adopted = [x.draft_id for x in (await s.execute(select(Adoption))).scalars()]
+        assert sorted(adopted) == sorted([b, c])
+        assert "下一期为" not in page and "第2期" in await v.page("/console/bulletin")
+    finally:
+        await v.close()
+
+
+async def current_version(h) -> int:
+    async with h.bot.db.reader() as s:
+        issue = await Repo(s).bulletins.preparing()
+        return issue.version if issue else 0
