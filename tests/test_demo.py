@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 
 from bot.server import BOT_KEY
 from handlers import ROUTERS
-from storage.models import Draft, Member, Role, Topic, Unit
+from storage.models import Adoption, BulletinIssue, Draft, Member, Role, Topic, Unit
 
 from .test_files import make_docx
 
@@ -40,6 +40,13 @@ async def test_demo_seed_upload_and_fast_forward(tmp_path):
         }
         assert roles[Role.coordinator] == 2 and roles[Role.officer] >= 12
         assert drafts >= 20 and topic.status == "open"
+        async with bot.db.reader() as s:
+            issues = (await s.execute(select(BulletinIssue).order_by(BulletinIssue.id))).scalars()
+            assert [(i.number, i.status) for i in issues] == [
+                (1, "printed"), (2, "printed"), (3, "preparing")
+            ]  # fmt: skip
+            adopted = (await s.execute(select(Adoption.issue))).scalars().all()
+            assert sorted(adopted) == ["1", "1", "1", "2", "2", "2"]
 
         form = aiohttp.FormData()
         form.add_field("user_id", "10020")
