@@ -103,6 +103,15 @@ async def unit_arg(ctx: Context, text: str) -> Unit:
     return unit
 
 
+async def unit_field(ctx: Context, form: Form) -> Unit:
+    """The unit a console form names by id (`unit`)."""
+    unit_id = form.number("unit")
+    unit = await ctx.repo.units.get(unit_id) if unit_id is not None else None
+    if unit is None:
+        raise BadInput("unit")
+    return unit
+
+
 async def person_arg(ctx: Context, cmd: Command) -> tuple[int, list[str]]:
     """The person a coordinator command is about: an @-mention or a numeric id.
     Returns the IM id and the remaining words."""
