@@ -651,5 +651,9 @@ async def test_classes_exemptions_and_retiring_a_unit_from_the_console(desk, vis
     _, page = await v.act("retire_unit", "/console/units", unit=units["经信局"].id)
     assert "经信局已于2026-11-23停用，历史记录保留。" in html.unescape(page)
     log = await v.page("/console/log")
-    for words in ("暂停催报城关镇至2026-11-27：迎检", "恢复催报城关镇", "结束 周强 的经信局信息员登记"):
+    for words in (
+        "暂停催报城关镇至2026-11-27：迎检",
+        "恢复催报城关镇",
+        "结束 周强 的经信局信息员登记",
+    ):
         assert words in log, words
