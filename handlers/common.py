@@ -74,11 +74,12 @@ def parse_draft_number(text: str) -> int | None:
 
 
 async def draft_arg(ctx: Context, cmd: Command) -> Draft:
-    """The draft named by the first argument (G12, g12 or 12)."""
+    """The draft named by the first argument (G12, g12 or 12), locked for this event (a
+    command on a draft may change it)."""
     number = parse_draft_number(cmd.words[0]) if cmd.words else None
     if number is None:
         raise usage(ctx, cmd.spec.name)
-    draft = await ctx.repo.drafts.get(number)
+    draft = await ctx.repo.drafts.get_locked(number)
     if draft is None:
         raise Refusal("draft_not_found.txt.j2", number=f"G{number}")
     return draft
@@ -132,7 +133,7 @@ async def on_draft_as_seen(
     number = parse_draft_number(form.required("draft"))
     if number is None:
         raise BadInput("draft")
-    draft = await ctx.repo.drafts.get(number)
+    draft = await ctx.repo.drafts.get_locked(number)
     if draft is None:
         raise Refusal("draft_not_found.txt.j2", number=f"G{number}")
     current = draft.status

@@ -367,6 +367,18 @@ class Drafts:
     async def get(self, draft_id: int) -> Draft | None:
         return await self.s.get(Draft, draft_id)
 
+    async def get_locked(self, draft_id: int) -> Draft | None:
+        """The draft, its row locked until the transaction ends and read as committed after
+        the lock: two coordinators acting on one draft at once take turns, and the second
+        sees what the first did (on PostgreSQL; SQLite has one writer anyway)."""
+        q = (
+            select(Draft)
+            .where(Draft.id == draft_id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+        return (await self.s.execute(q)).scalar_one_or_none()
+
     async def duplicate_of(self, unit_id: int, digest: str) -> Draft | None:
         q = select(Draft).where(
             Draft.unit_id == unit_id,
