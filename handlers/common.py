@@ -74,11 +74,12 @@ def parse_draft_number(text: str) -> int | None:
 
 
 async def draft_arg(ctx: Context, cmd: Command) -> Draft:
-    """The draft named by the first argument (G12, g12 or 12)."""
+    """The draft named by the first argument (G12, g12 or 12), locked for this event (a
+    command on a draft may change it)."""
     number = parse_draft_number(cmd.words[0]) if cmd.words else None
     if number is None:
         raise usage(ctx, cmd.spec.name)
-    draft = await ctx.repo.drafts.get(number)
+    draft = await ctx.repo.drafts.get_locked(number)
     if draft is None:
         raise Refusal("draft_not_found.txt.j2", number=f"G{number}")
     return draft
@@ -103,6 +104,15 @@ async def unit_arg(ctx: Context, text: str) -> Unit:
     return unit
 
 
+async def unit_field(ctx: Context, form: Form) -> Unit:
+    """The unit a console form names by id (`unit`)."""
+    unit_id = form.number("unit")
+    unit = await ctx.repo.units.get(unit_id) if unit_id is not None else None
+    if unit is None:
+        raise BadInput("unit")
+    return unit
+
+
 async def person_arg(ctx: Context, cmd: Command) -> tuple[int, list[str]]:
     """The person a coordinator command is about: an @-mention or a numeric id.
     Returns the IM id and the remaining words."""
@@ -123,7 +133,7 @@ async def on_draft_as_seen(
     number = parse_draft_number(form.required("draft"))
     if number is None:
         raise BadInput("draft")
-    draft = await ctx.repo.drafts.get(number)
+    draft = await ctx.repo.drafts.get_locked(number)
     if draft is None:
         raise Refusal("draft_not_found.txt.j2", number=f"G{number}")
     current = draft.status

@@ -20,7 +20,7 @@ from datetime import date, datetime, time, timedelta
 from typing import TYPE_CHECKING
 
 from bot.context import Context, Refusal
-from bot.pages import Form, Page, View
+from bot.pages import BadInput, Form, Page, View
 from bot.router import COORDINATORS, OFFICERS, Command, Router, normalize
 from bot.timeparse import DeadlineError, parse_deadline
 from storage import standings as st
@@ -28,7 +28,7 @@ from storage.models import Exemption, Quota, Role, Unit
 from storage.queries import Repo
 
 from . import topics
-from .common import PERIOD_WORDS, unit_arg, usage
+from .common import PERIOD_WORDS, unit_arg, unit_field, usage
 
 if TYPE_CHECKING:
     from bot.app import BotApp
@@ -188,8 +188,9 @@ async def remindable(ctx: Context, rows: list[Progress]) -> tuple[list[Progress]
     return [p for p in rows if p.unit.active and p.unit.id not in exempt], exempt
 
 
-async def exempt_names(ctx: Context, exempt: dict[int, Exemption]) -> list[tuple[str, Exemption]]:
-    units = {u.id: u.name for u in await ctx.repo.units.all_active()}
+async def exempt_units(repo: Repo, exempt: dict[int, Exemption]) -> list[tuple[Unit, Exemption]]:
+    """The exemptions in force (by unit id, as `remindable` returns them) with their units."""
+    units = {u.id: u for u in await repo.units.all_active()}
     return [(units[uid], e) for uid, e in exempt.items() if uid in units]
 
 
@@ -246,7 +247,7 @@ async def remind_lagging(ctx: Context, stage: str) -> dict:
     if fresh:
         await ctx.tell_coordinators(
             "quota_digest.txt.j2", rows=fresh, now=now, escalate=escalate, orphans=orphans,
-            escalate_after=app.config.quotas.escalate_after, exempt=await exempt_names(ctx, exempt),
+            escalate_after=app.config.quotas.escalate_after, exempt=await exempt_units(ctx.repo, exempt),
         )  # fmt: skip
         for p in fresh:
             repo.reminders.log("quota", p.quota.id, [p.unit.id], stage, now)
@@ -344,7 +345,7 @@ async def show_quota(ctx: Context, cmd: Command) -> None:
             rows=[p for p in rows if lagging(ctx.app, p)],
             total=len({p.unit.id for p in rows}),
             now=ctx.now,
-            exempt=await exempt_names(ctx, exempt),
+            exempt=await exempt_units(ctx.repo, exempt),
         )
         return
     rows = await progress(ctx.app, ctx.repo, ctx.now, {unit.id})
@@ -501,6 +502,9 @@ async def quotas_page(view: View) -> Page:
             "lagging_count": sum(e["lagging"] for e in listed),
             "scopes": SCOPE_WORDS, "all_units": [] if officer else await repo.units.all_active(),
             "metrics": METRICS,
+            "exempt": []
+            if officer
+            else await exempt_units(view.repo, await view.repo.exemptions.active(view.now)),
         },
     )  # fmt: skip
 
@@ -520,6 +524,25 @@ async def set_quota_action(ctx: Context, form: Form) -> str:
     return ctx.render(
         "quota_set.txt.j2", who=who, period=period, metric=metric, target=float(amount), old=old
     )
+
+
+@router.action("exempt", roles=COORDINATORS)
+async def exempt_action(ctx: Context, form: Form) -> str:
+    """暂停催报 from the console: a unit, the last exempt day (a date picker), a reason."""
+    unit = await unit_field(ctx, form)
+    try:
+        until = date.fromisoformat(form.required("until"))
+    except ValueError:
+        raise BadInput("until") from None
+    row = await exempt_unit(ctx, unit, until, form.get("reason") or None)
+    return ctx.render("exempted.txt.j2", unit=unit.name, exemption=row)
+
+
+@router.action("end_exemption", roles=COORDINATORS)
+async def end_exemption_action(ctx: Context, form: Form) -> str:
+    unit = await unit_field(ctx, form)
+    await end_exemption(ctx, unit)
+    return ctx.render("exemption_ended.txt.j2", unit=unit.name)
 
 
 @router.action("remind_quotas", roles=COORDINATORS)

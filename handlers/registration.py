@@ -9,7 +9,7 @@ from bot.pages import BadInput, Form, Page, View
 from bot.router import COORDINATORS, EVERYONE, Command, Router, normalize
 from storage.models import BindRequest, Member, Role, Unit, UnitKind
 
-from .common import person_arg, unit_arg, usage
+from .common import person_arg, unit_arg, unit_field, usage
 
 router = Router("registration")
 
@@ -292,26 +292,38 @@ async def units_page(view: View) -> Page:
             "requests": [(r, await repo.units.get(r.unit_id)) for r in requests],
             "terms": await repo.members.term_history(TERMS_SHOWN),
             "kinds": KIND_WORDS,
+            "classes": view.app.config.units.classes,
         },
     )
 
 
-async def _unit_from(ctx: Context, form: Form) -> Unit:
-    unit_id = form.number("unit")
-    unit = await ctx.repo.units.get(unit_id) if unit_id is not None else None
-    if unit is None:
-        raise BadInput("unit")
-    return unit
-
-
 @router.action("add_unit", roles=COORDINATORS)
 async def add_unit_action(ctx: Context, form: Form) -> str:
-    """`kind` is a word of /添加单位 (乡镇 …), or empty: guessed from the name."""
+    """`kind` is a word of /添加单位 (乡镇 …), or empty: guessed from the name; `klass` one
+    of `[units] classes`, or empty."""
     kind_word = form.choice("kind", ("", *KIND_WORDS), "")
     unit, aliases = await add_unit(
-        ctx, form.required("name"), KIND_WORDS.get(kind_word), split_names(form.get("aliases"))
+        ctx,
+        form.required("name"),
+        KIND_WORDS.get(kind_word),
+        split_names(form.get("aliases")),
+        form.get("klass") or None,
     )
     return ctx.render("unit_added.txt.j2", unit=unit, aliases=aliases)
+
+
+@router.action("set_class", roles=COORDINATORS)
+async def set_class_action(ctx: Context, form: Form) -> str:
+    unit = await unit_field(ctx, form)
+    await set_unit_class(ctx, unit, form.required("klass"))
+    return ctx.render("class_set.txt.j2", unit=unit)
+
+
+@router.action("retire_unit", roles=COORDINATORS)
+async def retire_unit_action(ctx: Context, form: Form) -> str:
+    unit = await unit_field(ctx, form)
+    officers = await retire_unit(ctx, unit)
+    return ctx.render("unit_retired_now.txt.j2", unit=unit, officers=officers)
 
 
 @router.action("register", roles=COORDINATORS)
@@ -320,7 +332,7 @@ async def register_action(ctx: Context, form: Form) -> str:
     im_id = form.number("im_id")
     if not im_id:
         raise BadInput("im_id")
-    return await register_officer(ctx, im_id, await _unit_from(ctx, form), form.get("name") or None)
+    return await register_officer(ctx, im_id, await unit_field(ctx, form), form.get("name") or None)
 
 
 @router.action("retire", roles=COORDINATORS)

@@ -402,10 +402,13 @@ async def weekly_figures(
 @router.page("standings", roles=MEMBERS)
 async def standings_page(view: View) -> Page:
     """The period's standings (the /排行 figures), the year's points per unit and each
-    unit's weekly submissions and adoptions as charts. An officer's unit is marked."""
+    unit's weekly submissions and adoptions as charts. An officer's unit is marked; with
+    classes configured, one class can be picked (as `/排行 类别`)."""
     app, now = view.app, view.now
     kind = view.query.choice("period", PERIOD_KINDS, "year")
-    period, _, groups = await ranking_groups(app, PeriodWord(kind), now)
+    classes = app.config.units.classes
+    klass = view.query.choice("class", ("", *classes), "") or None
+    period, _, groups = await ranking_groups(app, PeriodWord(kind), now, klass)
     rows = [r for _, group in groups for r in group]
     year = groups if kind == "year" else (await ranking_groups(app, PeriodWord("year"), now))[2]
     year_rows = sorted((r for _, g in year for r in g), key=lambda r: (-r.points, r.name))
@@ -417,7 +420,7 @@ async def standings_page(view: View) -> Page:
             "period": period, "groups": groups, "has_data": st.has_data(rows), "now": now,
             "kinds": PERIOD_KINDS, "levels": st.LEVELS, "year_rows": year_rows,
             "weeks": weeks, "series": series, "top": top or 1,
-            "mine": view.member.unit_id,
+            "mine": view.member.unit_id, "classes": classes, "klass": klass,
         },
     )  # fmt: skip
 

@@ -91,7 +91,8 @@ class AuditEntry:
 
     at: datetime
     actor: Member | None  # None: the bot itself (a deadline passed) or unknown
-    kind: str  # draft / topic_publish / topic_close / term_start / term_end / bind / quota
+    kind: str  # draft / topic_publish / topic_close / term_start / term_end / bind / quota /
+    # exempt_start / exempt_end
     action: str  # the draft event's action, a bind request's status, ...
     draft: Draft | None = None
     topic: Topic | None = None
@@ -99,6 +100,7 @@ class AuditEntry:
     unit: Unit | None = None
     quota: Quota | None = None
     request: BindRequest | None = None
+    exemption: Exemption | None = None
     detail: str | None = None
 
 
@@ -366,6 +368,18 @@ class Drafts:
 
     async def get(self, draft_id: int) -> Draft | None:
         return await self.s.get(Draft, draft_id)
+
+    async def get_locked(self, draft_id: int) -> Draft | None:
+        """The draft, its row locked until the transaction ends and read as committed after
+        the lock: two coordinators acting on one draft at once take turns, and the second
+        sees what the first did (on PostgreSQL; SQLite has one writer anyway)."""
+        q = (
+            select(Draft)
+            .where(Draft.id == draft_id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+        return (await self.s.execute(q)).scalar_one_or_none()
 
     async def duplicate_of(self, unit_id: int, digest: str) -> Draft | None:
         q = select(Draft).where(
@@ -1079,7 +1093,7 @@ class ConsoleAccess:
 
 class AuditLog:
     """The console's 操作记录: the history rows of drafts and every other row that names
-    who acted (topics, officer terms, binding decisions, quotas), newest first."""
+    who acted (topics, officer terms, binding decisions, quotas, exemptions), newest first."""
 
     def __init__(self, s: AsyncSession) -> None:
         self.s = s
@@ -1153,6 +1167,21 @@ class AuditLog:
         )
         for quota, unit, who in (await self.s.execute(q)).all():
             out.append(AuditEntry(quota.valid_from, who, "quota", "", unit=unit, quota=quota))
+        for column, by, kind in (
+            (Exemption.starts_at, Exemption.created_by, "exempt_start"),
+            (Exemption.ended_at, Exemption.ended_by, "exempt_end"),
+        ):
+            q = (
+                select(Exemption, Unit, actor)
+                .join(Unit, Unit.id == Exemption.unit_id)
+                .outerjoin(actor, actor.id == by)
+                .where(column.is_not(None))
+                .order_by(column.desc())
+                .limit(n)
+            )
+            for exemption, unit, who in (await self.s.execute(q)).all():
+                at = exemption.starts_at if kind == "exempt_start" else exemption.ended_at
+                out.append(AuditEntry(at, who, kind, "", unit=unit, exemption=exemption))
         out.sort(key=lambda e: e.at, reverse=True)
         return out[offset : offset + limit]
 

@@ -192,7 +192,7 @@ async def test_an_edit_on_a_stale_version_is_refused(desk):
 
 
 async def test_control_characters_are_cleaned_from_the_document(desk, tmp_path):
-    await desk.say(OFFICER, "/报送 城关镇\x01信息\x07标题\n正文\x00第一段\x0b第二段\x1f。")
+    await desk.say(OFFICER, "/报送 城关镇\x01信息\x07标题\n正文\x02第一段\x0b第二段\x1f。")
     *_, d = await ids(desk)
     await desk.say(COORDINATOR, f"/编期 加入 G{d}")
     await desk.say(COORDINATOR, "/编期 预览")

@@ -15,7 +15,7 @@ from sqlalchemy import select
 
 from bot.router import Registry
 from handlers import ROUTERS
-from storage.models import ConsoleLogin, ConsoleSession, DraftEvent, Member, Role
+from storage.models import ConsoleLogin, ConsoleSession, DraftEvent, Member, Role, Unit
 from storage.queries import Repo
 
 from .conftest import COORDINATOR, GROUP, Harness, populate, start_harness
@@ -603,3 +603,58 @@ async def test_topics_quotas_units_and_export_from_the_console(desk, visitors):
         assert "attachment" in resp.headers["Content-Disposition"]
         body = await resp.read()
     assert body[:2] == b"PK"  # a workbook, built by /导出's code
+
+
+async def test_classes_exemptions_and_retiring_a_unit_from_the_console(desk, visitors):
+    """The 单位 page sets a unit's class and retires a unit; the 任务 page pauses and resumes
+    reminders; the 排行 page ranks one class — each the chat command's operation."""
+    v = await visitors(COORDINATOR)
+    _, page = await v.act(
+        "add_unit", "/console/units", name="财政局", kind="部门", klass="二类部门", aliases=""
+    )
+    assert "已添加单位：财政局（部门，类别：二类部门）" in html.unescape(page)
+    async with desk.bot.db.reader() as s:
+        units = {u.name: u for u in (await s.execute(select(Unit))).scalars()}
+    assert units["财政局"].klass == "二类部门"
+    _, page = await v.act("set_class", "/console/units", unit=units["经信局"].id, klass="一类部门")
+    assert "已将经信局的类别设为一类部门。" in page
+    _, page = await v.act("set_class", "/console/units", unit=units["经信局"].id, klass="三类")
+    assert "类别“三类”不在配置的类别中" in html.unescape(page)  # the chat's refusal
+
+    await desk.say(10030, "/报送 经信局推进企业技改\n正文")
+    standings = html.unescape(await v.page("/console/standings?period=month&class=一类部门"))
+    ranking = standings.split('id="ranking-title"')[1].split("</section>")[0]
+    assert "<th colspan" in ranking and ">一类部门</th>" in ranking
+    assert "经信局" in ranking and "城关镇" not in ranking and "财政局" not in ranking
+    assert (await v.get("/console/standings?class=五类部门"))[0] == 400
+
+    _, page = await v.act("exempt", "/console/quotas", unit=units["城关镇"].id,
+                          until="2026-11-27", reason="迎检")  # fmt: skip
+    assert "已暂停对城关镇的催报至2026年11月27日（迎检）" in page
+    assert "城关镇：暂停至2026年11月27日（迎检）" in page
+    await desk.say(COORDINATOR, "/任务")
+    assert "暂停催报：城关镇" in desk.last_reply()
+    status, text = await v.act("exempt", "/console/quotas", unit=units["城关镇"].id,
+                               until="2026-11-31")  # fmt: skip
+    assert status == 400 and "until" in text
+    _, page = await v.act("end_exemption", "/console/quotas", unit=units["城关镇"].id)
+    assert "已恢复对城关镇的催报。" in page
+    _, page = await v.act("end_exemption", "/console/quotas", unit=units["城关镇"].id)
+    assert "城关镇目前没有暂停催报" in html.unescape(page)
+
+    _, page = await v.act("retire_unit", "/console/units", unit=units["经信局"].id)
+    assert "已停用单位：经信局。" in page and "周强的登记已注销" in page
+    async with desk.bot.db.reader() as s:
+        retired = (await s.execute(select(Unit).where(Unit.name == "经信局"))).scalar_one()
+    assert not retired.active and retired.retired_at == desk.clock.now()
+    units_page = html.unescape(await v.page("/console/units"))
+    assert "停用经信局" not in units_page  # no longer listed
+    _, page = await v.act("retire_unit", "/console/units", unit=units["经信局"].id)
+    assert "经信局已于2026-11-23停用，历史记录保留。" in html.unescape(page)
+    log = await v.page("/console/log")
+    for words in (
+        "暂停催报城关镇至2026-11-27：迎检",
+        "恢复催报城关镇",
+        "结束 周强 的经信局信息员登记",
+    ):
+        assert words in log, words
