@@ -83,7 +83,7 @@ async def drafts_named(ctx: Context, words: list[str]) -> list[Draft]:
         number = parse_draft_number(word)
         if number is None:
             raise usage(ctx, "编期")
-        draft = await ctx.repo.drafts.get(number)
+        draft = await ctx.repo.drafts.get_locked(number)  # /采用 on it at once waits its turn
         if draft is None:
             raise Refusal("draft_not_found.txt.j2", number=f"G{number}")
         drafts.append(draft)
@@ -257,6 +257,7 @@ async def publish(ctx: Context, issue: BulletinIssue, seen: int) -> Path:
         raise Refusal("bulletin_empty.txt.j2", issue=issue)
     outlet = bulletin_outlet(ctx)
     for entry, draft, _ in entries:
+        draft = await ctx.repo.drafts.get_locked(draft.id)  # as /采用 locks it: one at a time
         await check_printable(ctx, issue, draft)  # a piece may have changed since it was added
         await adopt(ctx, draft, outlet, entry.form, str(issue.number))
     issue.status, issue.printed_at, issue.printed_by = "printed", ctx.now, ctx.member.id
