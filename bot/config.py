@@ -268,6 +268,30 @@ class WebSection:
     session_idle_minutes: int = field(default=120, metadata=rule(_positive))
 
 
+def _valid_issue_types(v: list[str]) -> str | None:
+    return _check(
+        all(t.strip() and " " not in t for t in v) and len(set(v)) == len(v), "issue_types"
+    )
+
+
+@dataclass
+class BulletinSection:
+    """The county bulletin /编期 compiles (handlers/bulletin.py); its name is bot.bulletin."""
+
+    first_number: int = field(
+        default=1, metadata=rule(_positive)
+    )  # the first issue the bot numbers
+    types: list[str] = field(default_factory=lambda: ["专报"], metadata=rule(_valid_issue_types))
+    office: str = ""  # the editing office; "": the county's government office
+    report_to: str = ""  # 报
+    send_to: str = ""  # 送
+    issue_to: str = ""  # 发
+    editor: str = ""  # 编辑
+    signer: str = ""  # 签发
+    copies: int = field(default=0, metadata=rule(_non_negative))  # 印数; 0: left out
+    recipients: list[str] = field(default_factory=list, metadata=rule(_valid_user_ids))
+
+
 @dataclass
 class Config:
     bot: BotSection = field(default_factory=BotSection)
@@ -280,6 +304,7 @@ class Config:
     units: UnitsSection = field(default_factory=UnitsSection)
     standings: StandingsSection = field(default_factory=StandingsSection)
     web: WebSection = field(default_factory=WebSection)
+    bulletin: BulletinSection = field(default_factory=BulletinSection)
     # Where the file was read from; relative paths in it resolve against its folder.
     base_dir: Path = field(default_factory=Path.cwd, compare=False)
     # The file itself (None: defaults and environment only); never served as an upload.

@@ -1,7 +1,18 @@
 """One module per workflow. Routers are included here, explicitly, in one list:
 the only place that knows every workflow (bot/cli.py gives it to BotApp)."""
 
-from . import console, drafts, files, help, quotas, registration, review, standings, topics
+from . import (
+    bulletin,
+    console,
+    drafts,
+    files,
+    help,
+    quotas,
+    registration,
+    review,
+    standings,
+    topics,
+)
 
 ROUTERS = [
     help.router,
@@ -12,5 +23,6 @@ ROUTERS = [
     review.router,
     standings.router,
     quotas.router,
+    bulletin.router,
     console.router,
 ]

@@ -339,9 +339,16 @@ async def export_now(ctx: Context, cmd: Command) -> None:
 
 
 async def send_export(
-    app: BotApp, self_id: int, chat_type: str, chat_id: int, user_id: int, path: Path
+    app: BotApp,
+    self_id: int,
+    chat_type: str,
+    chat_id: int,
+    user_id: int,
+    path: Path,
+    fallback: str = "export_fallback.txt.j2",
 ) -> None:
-    """Upload the workbook where the implementation supports it, else say where it is."""
+    """Upload the file where the implementation supports it, else tell `user_id` where
+    it is (`fallback`)."""
     if chat_type == "group":
         action, params = (
             "upload_group_file",
@@ -360,7 +367,7 @@ async def send_export(
             Repo(s),
             "private",
             user_id,
-            app.renderer.text("export_fallback.txt.j2", path=path),
+            app.renderer.text(fallback, path=path),
             self_id=self_id,
         )
     app.sender.wake()

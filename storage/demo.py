@@ -11,11 +11,16 @@ from sqlalchemy import func, select
 
 from .db import Database
 from .models import (
+    Adoption,
+    BulletinEntry,
+    BulletinIssue,
     Draft,
     DraftEvent,
+    DraftStatus,
     Member,
     OfficerTerm,
     Outbox,
+    PointsEntry,
     ProcessedEvent,
     Quota,
     Role,
@@ -193,7 +198,57 @@ async def seed(db: Database, now: datetime) -> bool:
                 draft_id=answer.id, action="submit", actor_id=member.id, at=answer.submitted_at
             )
         )
+        await _seed_bulletin(s, start, now, coordinator)
     return True
+
+
+# The default rule file's county outlet, its points for a piece printed whole, its version.
+BULLETIN_OUTLET, BULLETIN_POINTS, RULE_VERSION = "县政务信息", 1.0, "2026"
+
+
+async def _seed_bulletin(s, start: datetime, now: datetime, coordinator: Member) -> None:
+    """Two printed issues of the county bulletin, three pieces each, recorded as /编期 印发
+    records them (adoptions, points, history; their documents are written when first
+    fetched), and the next issue in preparation with two pieces."""
+    drafts = list((await s.execute(select(Draft).order_by(Draft.submitted_at))).scalars())
+    number = 0
+    for printed_at in (start + timedelta(days=21), start + timedelta(days=28)):
+        printed_at = printed_at.replace(hour=10, minute=0, second=0, microsecond=0)
+        pieces = [d for d in drafts if d.submitted_at < printed_at and d.status == "submitted"][:3]
+        if not pieces:
+            continue
+        number += 1
+        issue = BulletinIssue(
+            year=printed_at.year, number=number, status="printed", version=len(pieces) + 2,
+            created_at=printed_at - timedelta(days=1), created_by=coordinator.id,
+            printed_at=printed_at, printed_by=coordinator.id,
+        )  # fmt: skip
+        s.add(issue)
+        await s.flush()
+        for position, draft in enumerate(pieces, 1):
+            s.add(BulletinEntry(issue_id=issue.id, draft_id=draft.id, position=position,
+                                added_at=issue.created_at, added_by=coordinator.id))  # fmt: skip
+            adoption = Adoption(
+                draft_id=draft.id, unit_id=draft.unit_id, outlet=BULLETIN_OUTLET, level="county",
+                form="full", issue=str(number), at=printed_at, by=coordinator.id,
+            )  # fmt: skip
+            s.add(adoption)
+            await s.flush()
+            s.add(PointsEntry(unit_id=draft.unit_id, draft_id=draft.id, kind="adoption",
+                              ref_id=adoption.id, points=BULLETIN_POINTS,
+                              rule_version=RULE_VERSION, at=printed_at))  # fmt: skip
+            s.add(DraftEvent(draft_id=draft.id, action="adopt", actor_id=coordinator.id,
+                             at=printed_at, reason=BULLETIN_OUTLET))  # fmt: skip
+            draft.status = DraftStatus.adopted
+    recent = [d for d in drafts if d.status == "submitted" and d.submitted_at.year == now.year]
+    if len(recent) >= 2:
+        issue = BulletinIssue(year=now.year, number=number + 1, version=3,
+                              created_at=now - timedelta(hours=2), created_by=coordinator.id)  # fmt: skip
+        s.add(issue)
+        await s.flush()
+        for position, draft in enumerate(recent[-2:], 1):
+            s.add(BulletinEntry(issue_id=issue.id, draft_id=draft.id, position=position,
+                                added_at=issue.created_at, added_by=coordinator.id))  # fmt: skip
 
 
 async def latest_time(db: Database) -> datetime | None:

@@ -419,3 +419,41 @@ class ConsoleSession(SQLModel, table=True):
     member_id: int = Field(foreign_key="member.id", index=True)
     created_at: datetime = local_time()
     last_seen_at: datetime = local_time(index=True)
+
+
+class BulletinIssue(SQLModel, table=True):
+    """一期县信息刊物: numbered per year and type ("" regular, or a type of [bulletin] types).
+    At most one is in preparation; `version` grows with every edit, so an edit made on
+    what someone saw before another's edit is refused, never silently applied."""
+
+    __tablename__ = "bulletin_issue"
+    __table_args__ = (UniqueConstraint("year", "kind", "number"),)
+    id: int | None = Field(default=None, primary_key=True)
+    year: int
+    kind: str = ""  # "": regular; else a type from [bulletin] types, e.g. 专报
+    number: int
+    status: str = Field(default="preparing", index=True)  # preparing / printed
+    version: int = 1
+    created_at: datetime = local_time()
+    created_by: int | None = Field(default=None, foreign_key="member.id")
+    printed_at: datetime | None = local_time(default=None)
+    printed_by: int | None = Field(default=None, foreign_key="member.id")
+    file_path: str | None = None  # the printed document (the latest correction's)
+    corrected_at: datetime | None = local_time(default=None)
+
+
+class BulletinEntry(SQLModel, table=True):
+    """A piece of an issue, in order. A correction of a printed issue keeps the replaced
+    entry (`replaced_at`, `replaced_by`) and adds the new one at its position."""
+
+    __tablename__ = "bulletin_entry"
+    __table_args__ = (UniqueConstraint("issue_id", "draft_id"),)
+    id: int | None = Field(default=None, primary_key=True)
+    issue_id: int = Field(foreign_key="bulletin_issue.id", index=True)
+    draft_id: int = Field(foreign_key="draft.id", index=True)
+    position: int
+    form: str = "full"  # the adoption's form: full / excerpt
+    added_at: datetime = local_time()
+    added_by: int | None = Field(default=None, foreign_key="member.id")
+    replaced_at: datetime | None = local_time(default=None)
+    replaced_by: int | None = Field(default=None, foreign_key="draft.id")

@@ -19,6 +19,8 @@ from sqlalchemy.orm import aliased
 from .models import (
     Adoption,
     BindRequest,
+    BulletinEntry,
+    BulletinIssue,
     CollectSession,
     ConsoleLogin,
     ConsoleSession,
@@ -1184,6 +1186,117 @@ class AuditLog:
         return out[offset : offset + limit]
 
 
+class Bulletins:
+    """Issues of the county bulletin and their pieces."""
+
+    def __init__(self, s: AsyncSession) -> None:
+        self.s = s
+
+    async def preparing(self) -> BulletinIssue | None:
+        q = select(BulletinIssue).where(BulletinIssue.status == "preparing")
+        return (await self.s.execute(q.order_by(BulletinIssue.id))).scalars().first()
+
+    async def find(self, year: int, kind: str, number: int) -> BulletinIssue | None:
+        q = select(BulletinIssue).where(
+            BulletinIssue.year == year, BulletinIssue.kind == kind, BulletinIssue.number == number
+        )
+        return (await self.s.execute(q)).scalar_one_or_none()
+
+    async def last_number(self, year: int, kind: str) -> int | None:
+        """The highest number of the year's issues of `kind`; None when the year has none."""
+        q = select(func.max(BulletinIssue.number)).where(
+            BulletinIssue.year == year, BulletinIssue.kind == kind
+        )
+        return (await self.s.execute(q)).scalar()
+
+    async def any_issue(self, other_than: int | None = None) -> bool:
+        q = select(BulletinIssue.id).where(BulletinIssue.id != (other_than or 0)).limit(1)
+        return (await self.s.execute(q)).first() is not None
+
+    async def create(self, issue: BulletinIssue) -> BulletinIssue:
+        self.s.add(issue)
+        await self.s.flush()
+        return issue
+
+    async def printed(self, year: int) -> list[BulletinIssue]:
+        q = select(BulletinIssue).where(
+            BulletinIssue.year == year, BulletinIssue.status == "printed"
+        )
+        return list((await self.s.execute(q.order_by(BulletinIssue.printed_at))).scalars())
+
+    async def bump(self, issue: BulletinIssue, seen: int) -> bool:
+        """Count an edit of `issue` as seen at version `seen`: False (nothing changed) when
+        someone else's edit came first. The conditional UPDATE waits for a concurrent
+        edit's commit on PostgreSQL, so two edits of one version never both pass."""
+        result = await self.s.execute(
+            update(BulletinIssue)
+            .where(BulletinIssue.id == issue.id, BulletinIssue.version == seen)
+            .values(version=seen + 1)
+        )
+        if result.rowcount != 1:
+            return False
+        await self.s.refresh(issue)
+        return True
+
+    async def entries(
+        self, issue_id: int, include_replaced: bool = False
+    ) -> list[tuple[BulletinEntry, Draft, str]]:
+        """The issue's pieces in order, each with its draft and its unit's name."""
+        q = (
+            select(BulletinEntry, Draft, Unit.name)
+            .join(Draft, Draft.id == BulletinEntry.draft_id)
+            .join(Unit, Unit.id == Draft.unit_id)
+            .where(BulletinEntry.issue_id == issue_id)
+        )
+        if not include_replaced:
+            q = q.where(BulletinEntry.replaced_at.is_(None))
+        rows = await self.s.execute(q.order_by(BulletinEntry.position, BulletinEntry.id))
+        return [(e, d, name) for e, d, name in rows.all()]
+
+    def add_entry(self, entry: BulletinEntry) -> None:
+        self.s.add(entry)
+
+    async def remove_entry(self, entry: BulletinEntry) -> None:
+        await self.s.delete(entry)
+        await self.s.flush()
+
+    async def printed_in(self, draft_id: int) -> BulletinIssue | None:
+        """The printed issue a draft appears in (not replaced by a correction)."""
+        q = (
+            select(BulletinIssue)
+            .join(BulletinEntry, BulletinEntry.issue_id == BulletinIssue.id)
+            .where(
+                BulletinEntry.draft_id == draft_id,
+                BulletinEntry.replaced_at.is_(None),
+                BulletinIssue.status == "printed",
+            )
+        )
+        return (await self.s.execute(q)).scalars().first()
+
+    async def candidates(self, year: int, outlet: str, limit: int) -> list[tuple[Draft, str]]:
+        """Drafts of `year` that may go into an issue: live, awaiting review or adopted
+        elsewhere, in no issue yet and not adopted by the bulletin's outlet; newest first."""
+        in_issue = select(BulletinEntry.draft_id).where(BulletinEntry.replaced_at.is_(None))
+        adopted_here = select(Adoption.draft_id).where(
+            Adoption.outlet == outlet, Adoption.revoked_at.is_(None)
+        )
+        q = (
+            select(Draft, Unit.name)
+            .join(Unit, Unit.id == Draft.unit_id)
+            .where(
+                Draft.live.is_(True),
+                Draft.status.in_([DraftStatus.submitted, DraftStatus.adopted]),
+                Draft.piece_at >= datetime(year, 1, 1),
+                Draft.piece_at < datetime(year + 1, 1, 1),
+                Draft.id.not_in(in_issue),
+                Draft.id.not_in(adopted_here),
+            )
+            .order_by(Draft.id.desc())
+            .limit(limit)
+        )
+        return [(d, name) for d, name in (await self.s.execute(q)).all()]
+
+
 class Repo:
     """All query groups bound to one session (one transaction)."""
 
@@ -1205,3 +1318,4 @@ class Repo:
         self.served = ServedGroups(session)
         self.console = ConsoleAccess(session)
         self.audit = AuditLog(session)
+        self.bulletins = Bulletins(session)

@@ -186,6 +186,10 @@ BAD_VALUES = {
     "units.classes": ["一类 部门"],
     "web.public_url": "https://xinxi.example/console/",
     "web.session_idle_minutes": 0,
+    "bulletin.first_number": 0,
+    "bulletin.types": ["专 报"],
+    "bulletin.copies": -1,
+    "bulletin.recipients": ["abc"],
 }
 WRONG_TYPE = {int: "x", str: 1, bool: "x", list[int]: "x", list[str]: "x"}
 

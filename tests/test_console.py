@@ -257,6 +257,7 @@ PAGE_MATRIX = {
     "/console/quotas": (303, 200, 200, 403, 200),
     "/console/units": (303, 403, 403, 403, 200),
     "/console/export": (303, 403, 403, 403, 200),
+    "/console/bulletin": (303, 403, 403, 403, 200),
     "/console/log": (303, 403, 403, 403, 200),
     "/console/login": (200, 200, 200, 200, 200),  # how to log in
     "/console/static/console.css": (200, 200, 200, 200, 200),

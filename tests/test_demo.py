@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 
 from bot.server import BOT_KEY
 from handlers import ROUTERS
-from storage.models import Draft, Member, Role, Topic, Unit
+from storage.models import Adoption, BulletinIssue, Draft, Member, Role, Topic, Unit
 
 from .test_files import make_docx
 
@@ -40,6 +40,13 @@ async def test_demo_seed_upload_and_fast_forward(tmp_path):
         }
         assert roles[Role.coordinator] == 2 and roles[Role.officer] >= 12
         assert drafts >= 20 and topic.status == "open"
+        async with bot.db.reader() as s:
+            issues = (await s.execute(select(BulletinIssue).order_by(BulletinIssue.id))).scalars()
+            assert [(i.number, i.status) for i in issues] == [
+                (1, "printed"), (2, "printed"), (3, "preparing")
+            ]  # fmt: skip
+            adopted = (await s.execute(select(Adoption.issue))).scalars().all()
+            assert sorted(adopted) == ["1", "1", "1", "2", "2", "2"]
 
         form = aiohttp.FormData()
         form.add_field("user_id", "10020")
@@ -147,3 +154,19 @@ async def test_restarted_demo_resumes_its_clock(tmp_path):
     )
     async with TestClient(TestServer(app)) as client:
         assert (await (await client.get("/sandbox/state")).json())["now"] == left_at
+
+
+async def test_demo_bulletin_preview_and_a_printed_issue_are_files(tmp_path):
+    """The README's first five minutes: /编期 预览 and /期刊 第1期 arrive as files."""
+    from bot.sandbox import make_demo_app
+
+    app = make_demo_app(tmp_path / "demo.db", "127.0.0.1", 0, ROUTERS)
+    async with TestClient(TestServer(app)) as client:
+        await client.post("/sandbox/say", json={"user_id": 10001, "text": "/编期"})
+        await client.post("/sandbox/say", json={"user_id": 10001, "text": "/编期 预览"})
+        await client.post("/sandbox/say", json={"user_id": 10020, "text": "/期刊 第1期"})
+        await settled(app)
+        lines = (await (await client.get("/sandbox/state")).json())["lines"]
+        assert any("第3期（" in x["text"] and "编辑中）共2篇" in x["text"] for x in lines)
+        files = [x["file"] for x in lines if x["file"] and x["sender"] == "bot"]
+        assert len(files) == 2, files
