@@ -297,7 +297,11 @@ async def my_drafts(ctx: Context, cmd: Command) -> None:
     limit = 5 if ctx.in_group else 20
     drafts, total = await ctx.repo.drafts.recent_for_unit(ctx.member.unit_id, limit)
     unit = await ctx.repo.units.get(ctx.member.unit_id)
-    ctx.reply("my_drafts.txt.j2", drafts=drafts, total=total, unit=unit.name, in_group=ctx.in_group)
+    points = await ctx.repo.reviews.draft_points([d.id for d in drafts])
+    ctx.reply(
+        "my_drafts.txt.j2",
+        drafts=drafts, points=points, total=total, unit=unit.name, in_group=ctx.in_group,
+    )  # fmt: skip
 
 
 @router.command("稿件", aliases=("draft",), roles=MEMBERS - {Role.leader})

@@ -157,6 +157,17 @@ async def test_my_drafts_lists_own_unit_only(group):
     assert group.fake.sent()[-1][:2] == ("private", 10020)
 
 
+async def test_my_drafts_shows_each_drafts_points(group):
+    await group.say(10020, "/报送 城关镇稿件一\n正文一")
+    await group.say(10020, "/报送 城关镇稿件二\n正文二")
+    first, second = await group.drafts()
+    await group.say(COORDINATOR, f"/采用 G{first.id} 县")
+    await group.tell(10020, "/我的稿件")
+    lines = group.last_reply().splitlines()
+    assert any(f"G{first.id}" in x and "《城关镇稿件一》已采用，3字，1分" in x for x in lines)
+    assert any(f"G{second.id}" in x and "《城关镇稿件二》已报送，3字，0分" in x for x in lines)
+
+
 async def test_show_draft_sends_full_text_privately(group):
     await group.say(10020, "/报送 城关镇稿件\n第一段正文。\n第二段正文。")
     [draft] = await group.drafts()
