@@ -152,7 +152,16 @@ async def submit_draft(
     await ctx.repo.drafts.create(draft, ctx.member)
     if original is not None:
         await ctx.repo.drafts.record(original, "revised", ctx.member, ctx.now, draft.number)
+    if draft.urgent:
+        await alert_coordinators(ctx, draft)
     return await receipt(ctx, draft)
+
+
+async def alert_coordinators(ctx: Context, draft: Draft) -> None:
+    """The fast path of 紧急信息: every coordinator is told privately at once, a message of
+    its own (never merged, whatever the hour), so an urgent piece never waits for a digest."""
+    unit = await ctx.repo.units.get(draft.unit_id)
+    await ctx.tell_coordinators("urgent_to_coordinators.txt.j2", draft=draft, unit=unit.name)
 
 
 async def receipt(ctx: Context, draft: Draft) -> Receipt:
