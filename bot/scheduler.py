@@ -18,6 +18,10 @@
 * A job stays in the store until it has run (`_KeepUntilRun`): a process
   killed while a job runs leaves it there, and the next scheduler runs it
   again. Jobs are idempotent (each writes its key with its effects).
+* A job that runs late (the bot was down when it came due) outside posting
+  times (quiet hours, non-working days) is put off to the next posting time,
+  if still useful then: its posts go out with the others of that moment
+  instead of at 22:00 (`planned`/`useful_until` travel with the job).
 * Several processes on one PostgreSQL database all write jobs to the shared
   store, but only the one holding the scheduler lock (bot/cluster.py) runs
   them: the others start paused and resume when they get the lock.
@@ -53,6 +57,9 @@ JOB_TABLE = "apscheduler_jobs"
 # A running job's run time moves this far ahead: if its process dies, this is
 # when the next scheduler runs it again.
 RERUN_AFTER = timedelta(seconds=10)
+DEFAULT_GRACE_SECONDS = 3600  # how long a job stays useful when its planner says nothing
+# A job that starts this long after its planned time ran late (the bot was down).
+LATE_AFTER = timedelta(minutes=1)
 _current_app: BotApp | None = None
 
 
@@ -91,16 +98,33 @@ def _store_options(url: str) -> dict[str, Any]:
     return {"pool_pre_ping": True, "connect_args": {"connect_timeout": 5}}
 
 
-async def run_job(target: str, *args: Any) -> None:
-    """What every stored job calls: the registered target with the running app first."""
-    if _current_app is None:
+async def run_job(
+    target: str,
+    *args: Any,
+    job_id: str | None = None,
+    planned: str | None = None,
+    useful_until: str | None = None,
+) -> None:
+    """What every stored job calls: the registered target with the running app first;
+    a late job outside posting times is put off to the next posting time instead."""
+    app = _current_app
+    if app is None:
         log.error("job %s fired without a running bot", target)
         return
-    job = _current_app.registry.jobs.get(target)
+    job = app.registry.jobs.get(target)
     if job is None:
         log.error("job target %s is not registered on any router; job skipped", target)
         return
-    await job(_current_app, *args)
+    now = app.clock.now()
+    if (
+        job_id is not None
+        and planned is not None
+        and now - datetime.fromisoformat(planned) > LATE_AFTER
+        and not app.posting.allowed(now)
+    ):
+        app.scheduler.put_off(job_id, job, args, datetime.fromisoformat(useful_until or planned))
+        return
+    await job(app, *args)
 
 
 class _KeepUntilRun(AsyncIOScheduler):
@@ -146,7 +170,11 @@ class Scheduler:
                     engine_options=_store_options(database_url),
                 )
             },
-            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 3600},
+            job_defaults={
+                "coalesce": True,
+                "max_instances": 1,
+                "misfire_grace_time": DEFAULT_GRACE_SECONDS,
+            },
             timezone=clock.tz,
         )
 
@@ -200,20 +228,33 @@ class Scheduler:
         target = job_key(job)
         if self.app.registry.jobs.get(target) is not job:
             raise ValueError(f"{target} is not a job registered on a router")
-        grace = None
-        if useful_until is not None:
-            grace = max(int((useful_until - when).total_seconds()), 1)
+        useful_until = useful_until or when + timedelta(seconds=DEFAULT_GRACE_SECONDS)
         self.scheduler.add_job(
             run_job,
             trigger="date",
             run_date=when.replace(tzinfo=self.clock.tz),
             args=[target, *args],
+            kwargs={
+                "job_id": job_id,
+                "planned": when.isoformat(),
+                "useful_until": useful_until.isoformat(),
+            },
             id=job_id,
             name=target,
             replace_existing=True,
-            misfire_grace_time=grace if grace is not None else 3600,
+            misfire_grace_time=max(int((useful_until - when).total_seconds()), 1),
         )
         self.scheduler.wakeup()
+
+    def put_off(self, job_id: str, job: Job, args: tuple, useful_until: datetime) -> None:
+        """A late job, due outside posting times: again at the next posting time, or
+        dropped (logged) when it is no longer useful by then."""
+        when = self.app.posting.next_allowed(self.clock.now())
+        if when > useful_until:
+            log.warning("job %s ran late and is no longer useful at %s: skipped", job_id, when)
+            return
+        log.info("job %s ran late outside posting times: put off to %s", job_id, when)
+        self.at(job_id, when, job, *args, useful_until=useful_until)
 
     def ensure(
         self,

@@ -152,7 +152,16 @@ async def submit_draft(
     await ctx.repo.drafts.create(draft, ctx.member)
     if original is not None:
         await ctx.repo.drafts.record(original, "revised", ctx.member, ctx.now, draft.number)
+    if draft.urgent:
+        await alert_coordinators(ctx, draft)
     return await receipt(ctx, draft)
+
+
+async def alert_coordinators(ctx: Context, draft: Draft) -> None:
+    """The fast path of 紧急信息: every coordinator is told privately at once, a message of
+    its own (never merged, whatever the hour), so an urgent piece never waits for a digest."""
+    unit = await ctx.repo.units.get(draft.unit_id)
+    await ctx.tell_coordinators("urgent_to_coordinators.txt.j2", draft=draft, unit=unit.name)
 
 
 async def receipt(ctx: Context, draft: Draft) -> Receipt:
@@ -297,7 +306,11 @@ async def my_drafts(ctx: Context, cmd: Command) -> None:
     limit = 5 if ctx.in_group else 20
     drafts, total = await ctx.repo.drafts.recent_for_unit(ctx.member.unit_id, limit)
     unit = await ctx.repo.units.get(ctx.member.unit_id)
-    ctx.reply("my_drafts.txt.j2", drafts=drafts, total=total, unit=unit.name, in_group=ctx.in_group)
+    points = await ctx.repo.reviews.draft_points([d.id for d in drafts])
+    ctx.reply(
+        "my_drafts.txt.j2",
+        drafts=drafts, points=points, total=total, unit=unit.name, in_group=ctx.in_group,
+    )  # fmt: skip
 
 
 @router.command("稿件", aliases=("draft",), roles=MEMBERS - {Role.leader})

@@ -18,13 +18,15 @@ async def show_help(ctx: Context, cmd: Command) -> None:
             raise Refusal(
                 "unknown_command.txt.j2", word=word, nearest=table.nearest(word, ctx.role)
             )
+        labels = ctx.app.renderer.labels["ROLE"]
         ctx.reply(
             "help_command.txt.j2",
             name=spec.name,
             aliases=spec.aliases,
             info=info[spec.name],
             allowed=ctx.role in spec.roles,
-            roles=sorted(r.value for r in spec.roles),
+            # two roles (none, stranger) share one label: each label once
+            roles=list(dict.fromkeys(labels[r] for r in sorted(r.value for r in spec.roles))),
         )
         return
     commands = [(spec, info[spec.name]) for spec in table.permitted(ctx.role)]

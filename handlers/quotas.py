@@ -477,6 +477,21 @@ async def base_points_job(app: BotApp, month_start: str) -> None:
                      useful_until=next_end + timedelta(days=20))  # fmt: skip
 
 
+@router.on_tick
+async def warn_missing_calendar(app: BotApp, now: datetime) -> None:
+    """From 1 December, at a posting time, coordinators are told once (the key is kept)
+    when the installed chinesecalendar lacks next year's official arrangement."""
+    if now.month != 12 or not app.posting.allowed(now) or app.calendar.covers(now.year + 1):
+        return
+    key = f"calendar-missing:{now.year + 1}"
+    async with app.db.reader() as s:
+        if await Repo(s).events.seen(key):
+            return
+    async with app.acting(None) as ctx:
+        if await ctx.repo.events.claim(key, ctx.now):
+            await ctx.tell_coordinators("calendar_missing.txt.j2", year=now.year + 1)
+
+
 # ------------------------------------------------------------------ console: 任务
 
 

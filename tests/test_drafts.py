@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import select
 
@@ -157,6 +157,17 @@ async def test_my_drafts_lists_own_unit_only(group):
     assert group.fake.sent()[-1][:2] == ("private", 10020)
 
 
+async def test_my_drafts_shows_each_drafts_points(group):
+    await group.say(10020, "/报送 城关镇稿件一\n正文一")
+    await group.say(10020, "/报送 城关镇稿件二\n正文二")
+    first, second = await group.drafts()
+    await group.say(COORDINATOR, f"/采用 G{first.id} 县")
+    await group.tell(10020, "/我的稿件")
+    lines = group.last_reply().splitlines()
+    assert any(f"G{first.id}" in x and "《城关镇稿件一》已采用，3字，1分" in x for x in lines)
+    assert any(f"G{second.id}" in x and "《城关镇稿件二》已报送，3字，0分" in x for x in lines)
+
+
 async def test_show_draft_sends_full_text_privately(group):
     await group.say(10020, "/报送 城关镇稿件\n第一段正文。\n第二段正文。")
     [draft] = await group.drafts()
@@ -236,6 +247,29 @@ async def test_collecting_survives_a_restart(tmp_path, fake_onebot):
         [draft] = await harness.drafts()
         assert (draft.title, draft.body) == ("跨重启的长稿件", "重启前的一段。\n重启后的一段。")
         assert harness.bot.conversations == {}
+    finally:
+        await harness.close()
+        await server.close()
+
+
+async def test_urgent_draft_is_told_to_every_coordinator_at_once(tmp_path, fake_onebot):
+    """紧急信息's fast path: late in the evening (quiet hours), each coordinator gets a private
+    message of its own at once; an ordinary draft tells no one but its submitter."""
+    harness, server = await start_harness(
+        tmp_path, fake_onebot, start=datetime(2026, 11, 23, 22, 30),
+        bot__coordinators=[str(COORDINATOR), "10002"],
+    )  # fmt: skip
+    try:
+        await populate(harness)
+        await harness.say(10020, "/报送 城关镇日常信息\n正文")
+        assert harness.fake.texts("private", COORDINATOR) == []
+        await harness.say(10020, "/报送 #紧急 城关镇突发山火已扑灭\n今日21时……")
+        [draft] = [d for d in await harness.drafts() if d.urgent]
+        for coordinator in (COORDINATOR, 10002):
+            assert harness.fake.texts("private", coordinator) == [
+                f"紧急信息：城关镇于11-23 22:30报送《城关镇突发山火已扑灭》，编号G{draft.id}，"
+                f"7字，请及时审核。私聊发送 /稿件 G{draft.id} 查看全文。"
+            ]
     finally:
         await harness.close()
         await server.close()

@@ -163,3 +163,45 @@ async def test_reminder_days_follow_the_calendar(group):
     assert datetime(2027, 2, 26, 9, 30) in reminder_times(app, 2027, 2)
     # November 2026: the third working day before the month's end is the 26th
     assert datetime(2026, 11, 26, 9, 30) in reminder_times(app, 2026, 11)
+
+
+async def test_missing_calendar_of_next_year_is_told_to_coordinators_once(tmp_path, fake_onebot):
+    """From 1 December, at the first posting time, every coordinator is told privately that
+    the installed chinesecalendar lacks next year; once, not on every tick or day."""
+    harness, server = await start_harness(tmp_path, fake_onebot, start=datetime(2026, 11, 30, 9))
+    try:
+        await populate(harness)
+        harness.bot.calendar.covers = lambda year: year != 2027  # the package as installed
+        await harness.bot.tick()  # November: not yet
+        harness.clock.set(datetime(2026, 12, 1, 6, 30))  # quiet hours: not yet
+        await harness.bot.tick()
+        await harness.settle()
+        assert harness.fake.texts("private", COORDINATOR) == []
+        harness.clock.set(datetime(2026, 12, 1, 9, 0))
+        await harness.bot.tick()
+        await harness.bot.tick()
+        harness.clock.set(datetime(2026, 12, 2, 9, 0))
+        await harness.bot.tick()
+        await harness.settle()
+        [warning] = harness.fake.texts("private", COORDINATOR)
+        assert warning.startswith(
+            "日历提醒：本机安装的 chinesecalendar 尚无2027年的国务院节假日安排"
+        )
+        assert "pip install -U chinesecalendar" in warning
+        assert harness.fake.texts("group", GROUP) == []  # coordinators only
+    finally:
+        await harness.close()
+        await server.close()
+
+
+async def test_no_calendar_warning_when_next_year_is_known(tmp_path, fake_onebot):
+    harness, server = await start_harness(tmp_path, fake_onebot, start=datetime(2026, 12, 1, 9))
+    try:
+        await populate(harness)
+        harness.bot.calendar.covers = lambda year: True
+        await harness.bot.tick()
+        await harness.settle()
+        assert harness.fake.texts("private", COORDINATOR) == []
+    finally:
+        await harness.close()
+        await server.close()

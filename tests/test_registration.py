@@ -153,6 +153,8 @@ async def test_help_is_filtered_by_role(group):
     assert "/登记 @成员 单位" in coordinator and "/添加单位" in coordinator
     await group.say(10020, "/帮助 登记")
     assert "使用范围：协调员（您当前不可使用）" in group.last_reply()
+    await group.say(10020, "/帮助 单位")  # everyone: two roles share the label 未登记人员
+    assert "使用范围：协调员、领导、未登记人员、信息员" in group.last_reply()
 
 
 def test_every_command_has_help_text():

@@ -297,3 +297,37 @@ async def test_start_up_gives_every_open_topic_its_jobs(tmp_path, fake_onebot):
     finally:
         await harness.close()
         await server.close()
+
+
+async def test_jobs_missed_while_down_post_at_the_next_posting_time(tmp_path, fake_onebot):
+    """Down from Monday morning to Wednesday 22:00: Y1's 24 h reminder (due Wednesday 18:00)
+    and Y2's closing post (18:00) are late, in quiet hours: nothing goes out at 22:00; both
+    go out at 08:00 on Thursday, once. Y2's reminders, useless after its deadline, never."""
+    harness, server = await start_harness(tmp_path, fake_onebot)
+    await populate(harness)
+    await harness.say(COORDINATOR, "/约稿 周四截止的约稿 截止11月26日18时 对象 城关镇")
+    await harness.say(COORDINATOR, "/约稿 周三截止的约稿 截止11月25日18时 对象 城关镇")
+    await harness.close()
+    await server.close()
+
+    harness, server = await start_harness(
+        tmp_path, fake_onebot, start=datetime(2026, 11, 25, 22, 0)
+    )
+    try:
+        fake_onebot.clear()
+        await harness.bot.scheduler.run_due()
+        await harness.settle()
+        assert fake_onebot.sent() == []
+        assert dict(harness.bot.scheduler.upcoming())["topic:1:24h"] == datetime(2026, 11, 26, 8)
+        await harness.advance_to(datetime(2026, 11, 26, 8, 0))
+        posts = "\\n".join(harness.replies())
+        assert posts.count("【约稿提醒】Y1") == 1
+        assert posts.count("Y2") == 1 and "周三截止的约稿" in posts
+        assert "【约稿提醒】Y2" not in posts
+        sent = len(fake_onebot.sent())
+        await harness.advance(minutes=30)
+        await harness.bot.scheduler.run_due()
+        assert len(fake_onebot.sent()) == sent  # never twice
+    finally:
+        await harness.close()
+        await server.close()
