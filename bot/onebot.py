@@ -150,8 +150,9 @@ def at_segment(user_id: int) -> dict:
 
 # ---------------------------------------------------------------- decoding
 
-# A lone surrogate can only come from a \uD800-style escape in the JSON text.
-_ESCAPED_SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]")
+# A lone surrogate or a NUL can only come from a \uD800- or \u0000-style escape in the
+# JSON text (json.loads refuses raw control characters in strings).
+_ESCAPED_BAD = re.compile(rb"\\u(?:[dD][89a-fA-F]|0000)")
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
@@ -161,7 +162,8 @@ def decode(raw: bytes | str) -> Any:
     Bad JSON, invalid UTF-8 and nesting too deep for the parser raise
     EventError (HTTP answers 400, a WebSocket skips the frame and stays open).
     Lone surrogates (`"\\ud800"`), which no database or encoder accepts, are
-    replaced with U+FFFD everywhere in the payload.
+    replaced with U+FFFD everywhere in the payload, and NUL characters (which
+    PostgreSQL text cannot hold) are removed.
     """
     try:
         payload = json.loads(raw)
@@ -170,16 +172,16 @@ def decode(raw: bytes | str) -> Any:
     except RecursionError:
         raise EventError("JSON nested too deeply") from None
     as_bytes = raw if isinstance(raw, bytes) else raw.encode("utf-8", "surrogatepass")
-    if _ESCAPED_SURROGATE.search(as_bytes):
-        payload = _without_surrogates(payload)
+    if _ESCAPED_BAD.search(as_bytes):
+        payload = _cleaned(payload)
     return payload
 
 
 def _clean(text: str) -> str:
-    return _SURROGATE.sub("\ufffd", text)
+    return _SURROGATE.sub("\ufffd", text).replace("\x00", "")
 
 
-def _without_surrogates(payload: Any) -> Any:
+def _cleaned(payload: Any) -> Any:
     """Iterative, so a payload as deep as json.loads accepts cannot overflow the stack."""
     if isinstance(payload, str):
         return _clean(payload)
@@ -187,7 +189,7 @@ def _without_surrogates(payload: Any) -> Any:
     while stack:
         node = stack.pop()
         if isinstance(node, dict):
-            for key in [k for k in node if _SURROGATE.search(k)]:
+            for key in [k for k in node if _clean(k) != k]:
                 node[_clean(key)] = node.pop(key)
             pairs = node.items()
         elif isinstance(node, list):

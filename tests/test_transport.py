@@ -267,6 +267,18 @@ async def test_lone_surrogates_are_cleaned_and_never_answer_500(group):
     assert "已收到 城关镇《卡片名损坏》" in group.last_reply()
 
 
+async def test_nul_characters_are_removed_before_anything_is_stored(group):
+    """PostgreSQL text cannot hold NUL: a draft with one is stored without it, on both."""
+    event = group.message_event(10020, "/报送 标题NULA含空字符\n正文NULB第一段")
+    body = with_escapes(event, {"NULA": "\\u0000", "NULB": "\\u0000\\u0000"})
+    headers = {"X-Self-ID": str(SELF_ID), "X-Signature": sign(SECRET, body)}
+    assert await group.post_raw(body, headers) == 204
+    await group.settle()
+    assert "已收到 城关镇《标题含空字符》" in group.last_reply()
+    [draft] = await group.drafts()
+    assert (draft.title, draft.body) == ("标题含空字符", "正文第一段")
+
+
 async def test_an_event_that_fails_even_its_refusal_answers_500_once(group, monkeypatch):
     from bot.context import Context
 
