@@ -63,6 +63,7 @@ class Rules:
     zero_months_warn: int
     missed_limit: int = 0  # targeted 约稿 left unanswered in a year before the sanction; 0: off
     missed_action: str = "flag"  # flag: named in the yearly 评比; zero: its points count 0 there
+    joint_split: str = "equal"  # 综合采用 of n drafts: each gets points/n (equal) or all (full)
     source: str = field(default="", compare=False)
 
     def outlet(self, word: str) -> Outlet | None:
@@ -80,8 +81,14 @@ class Rules:
 
 
 MISSED_ACTIONS = ("flag", "zero")
-# Keys added after counties wrote their files: optional, with these values when absent.
-OPTIONAL: dict[str, Any] = {"topic.missed_limit": 0, "topic.missed_action": "flag"}
+JOINT_SPLITS = ("equal", "full")
+# Keys added after counties wrote their files: optional, with these values when absent
+# (a section all of whose keys are optional may be absent too).
+OPTIONAL: dict[str, Any] = {
+    "topic.missed_limit": 0,
+    "topic.missed_action": "flag",
+    "joint.split": "equal",
+}
 
 # A key's type: a number type, or a tuple of the words allowed.
 SCHEMA: dict[str, dict[str, type | tuple[str, ...]]] = {
@@ -103,6 +110,7 @@ SCHEMA: dict[str, dict[str, type | tuple[str, ...]]] = {
     "bonus": {"research_multiplier": float, "urgent_on_time": float, "urgent_window_hours": float},
     "penalty": {"urgent_late": float},
     "thresholds": {"excellent_top": int, "min_year_points": float, "zero_months_warn": int},
+    "joint": {"split": JOINT_SPLITS},
 }
 
 
@@ -174,6 +182,8 @@ def parse_rules(data: dict[str, Any], source: str = "") -> Rules:
     values: dict[str, Any] = {}
     for section, keys in SCHEMA.items():
         table = data.get(section)
+        if table is None and all(f"{section}.{key}" in OPTIONAL for key in keys):
+            table = {}
         if not isinstance(table, dict):
             raise RuleError(f"[{section}]", "missing", "section_keys", table, keys)
         for key in table:
@@ -209,6 +219,7 @@ def parse_rules(data: dict[str, Any], source: str = "") -> Rules:
         zero_months_warn=values["thresholds.zero_months_warn"],
         missed_limit=values["topic.missed_limit"],
         missed_action=values["topic.missed_action"],
+        joint_split=values["joint.split"],
         source=source,
     )
 

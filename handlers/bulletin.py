@@ -23,7 +23,7 @@ from bot.rules import FORM_WORDS, Outlet
 from storage.models import BulletinEntry, BulletinIssue, Draft, DraftStatus
 
 from . import bulletin_doc as doc
-from .common import parse_draft_number, usage
+from .common import drafts_named, usage
 from .review import adopt, revoke_adoption
 from .standings import send_export
 
@@ -75,19 +75,6 @@ async def preparing(ctx: Context) -> BulletinIssue:
     if issue is None:
         raise Refusal("bulletin_none.txt.j2")
     return issue
-
-
-async def drafts_named(ctx: Context, words: list[str]) -> list[Draft]:
-    drafts = []
-    for word in words:
-        number = parse_draft_number(word)
-        if number is None:
-            raise usage(ctx, "编期")
-        draft = await ctx.repo.drafts.get_locked(number)  # /采用 on it at once waits its turn
-        if draft is None:
-            raise Refusal("draft_not_found.txt.j2", number=f"G{number}")
-        drafts.append(draft)
-    return drafts
 
 
 async def check_printable(ctx: Context, issue: BulletinIssue, draft: Draft) -> None:
@@ -388,17 +375,17 @@ async def compile_command(ctx: Context, cmd: Command) -> None:
     elif word in ("加入", "add"):
         if not rest:
             raise usage(ctx, "编期")
-        drafts = await drafts_named(ctx, rest)
+        drafts = await drafts_named(ctx, rest, "编期")
         issue = await open_issue(ctx)
         await add_pieces(ctx, issue, drafts, issue.version)
     elif word in ("移除", "remove"):
-        drafts = await drafts_named(ctx, rest)
+        drafts = await drafts_named(ctx, rest, "编期")
         if len(drafts) != 1:
             raise usage(ctx, "编期")
         issue = await preparing(ctx)
         await remove_piece(ctx, issue, drafts[0], issue.version)
     elif word in ("顺序", "order"):
-        drafts = await drafts_named(ctx, rest)
+        drafts = await drafts_named(ctx, rest, "编期")
         if not drafts:
             raise usage(ctx, "编期")
         issue = await preparing(ctx)
@@ -406,7 +393,7 @@ async def compile_command(ctx: Context, cmd: Command) -> None:
     elif word in ("形式", "form"):
         if len(rest) != 2 or rest[1] not in FORM_WORDS:
             raise usage(ctx, "编期")
-        [draft] = await drafts_named(ctx, rest[:1])
+        [draft] = await drafts_named(ctx, rest[:1], "编期")
         issue = await preparing(ctx)
         await set_form(ctx, issue, draft, FORM_WORDS[rest[1]], issue.version)
     else:
@@ -435,7 +422,7 @@ async def _printed_issue_and_drafts(
     issue = await ctx.repo.bulletins.find(year, kind, number)
     if issue is None or issue.status != "printed":
         raise Refusal("bulletin_issue_not_found.txt.j2", year=year, kind=kind, number=number)
-    return issue, await drafts_named(ctx, rest)
+    return issue, await drafts_named(ctx, rest, "编期")
 
 
 @router.command("期刊", aliases=("issues",), roles=MEMBERS)
@@ -485,7 +472,7 @@ async def _form_issue(ctx: Context, form: Form) -> tuple[BulletinIssue, int]:
 
 
 async def _form_draft(ctx: Context, form: Form) -> Draft:
-    return (await drafts_named(ctx, [form.required("draft")]))[0]
+    return (await drafts_named(ctx, [form.required("draft")], "编期"))[0]
 
 
 @router.action("bulletin_add", roles=COORDINATORS)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TypeVar
@@ -49,6 +49,11 @@ PERIOD_WORDS = {
 }
 
 
+def split_names(text: str) -> list[str]:
+    """Names separated by spaces, commas or 、 (full-width too)."""
+    return [w for part in text.split() for w in normalize(part).replace("、", ",").split(",") if w]
+
+
 def period_of(word: PeriodWord, now: datetime) -> st.Period:
     """The period a word names at `now`: the running one, or the one just closed."""
     period = st.period_containing(word.kind, now)
@@ -83,6 +88,20 @@ async def draft_arg(ctx: Context, cmd: Command) -> Draft:
     if draft is None:
         raise Refusal("draft_not_found.txt.j2", number=f"G{number}")
     return draft
+
+
+async def drafts_named(ctx: Context, words: Iterable[str], command: str) -> list[Draft]:
+    """The drafts named by `words` (G12 G15 …), each locked as `draft_arg` locks one."""
+    drafts = []
+    for word in words:
+        number = parse_draft_number(word)
+        if number is None:
+            raise usage(ctx, command)
+        draft = await ctx.repo.drafts.get_locked(number)
+        if draft is None:
+            raise Refusal("draft_not_found.txt.j2", number=f"G{number}")
+        drafts.append(draft)
+    return drafts
 
 
 def require_own_unit(ctx: Context | View, draft: Draft) -> None:

@@ -9,7 +9,7 @@ from bot.pages import BadInput, Form, Page, View
 from bot.router import COORDINATORS, EVERYONE, Command, Router, normalize
 from storage.models import BindRequest, Member, Role, Unit, UnitKind
 
-from .common import person_arg, unit_arg, unit_field, usage
+from .common import person_arg, split_names, unit_arg, unit_field, usage
 
 router = Router("registration")
 
@@ -28,11 +28,6 @@ def guess_kind(name: str) -> UnitKind:
     if name.endswith(("局", "委", "办", "委员会", "中心", "院", "所", "队", "公司")):
         return UnitKind.department
     return UnitKind.other
-
-
-def split_names(text: str) -> list[str]:
-    """Names separated by spaces, commas or 、 (full-width too)."""
-    return [w for part in text.split() for w in normalize(part).replace("、", ",").split(",") if w]
 
 
 # ------------------------------------------------------------------ operations

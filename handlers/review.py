@@ -11,6 +11,7 @@ and so will the console.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from bot.context import Context, Refusal
@@ -31,9 +32,11 @@ from storage.models import (
 
 from .common import (
     draft_arg,
+    drafts_named,
     on_draft_as_seen,
     parse_draft_number,
     require_own_unit,
+    split_names,
     usage,
 )
 from .scoring import adoption_points, instruction_points
@@ -42,6 +45,7 @@ router = Router("review")
 
 _ISSUE = re.compile(r"^第?(\d{1,5})期$")
 REVOKE_WORDS = ("撤销", "撤消", "取消")
+JOINT_WORDS = ("合并", "联合")
 
 
 @dataclass(frozen=True)
@@ -101,25 +105,57 @@ async def reject_draft(ctx: Context, draft: Draft, reason: str | None = None) ->
 
 
 async def adopt(
-    ctx: Context, draft: Draft, outlet: Outlet, form: str, issue: str | None = None
+    ctx: Context,
+    draft: Draft,
+    outlet: Outlet,
+    form: str,
+    issue: str | None = None,
+    joined: Sequence[Draft] = (),
 ) -> Recorded:
     """Record an adoption of `draft` in `outlet` (one per outlet), its points from the rule
     file and, at the first adoption, the topic and urgent bonuses; the unit's officers get
-    the group one-liner and a private detail."""
-    _reviewable(draft)
-    existing = await ctx.repo.reviews.active_adoption(draft.id, outlet.name)
-    if existing is not None:
-        raise Refusal("adopt_duplicate.txt.j2", draft=draft, adoption=existing)
+    the group one-liner and a private detail. `joined`: other drafts merged into the piece
+    (综合采用): each gets an adoption row of its own pointing at this one, its share of the
+    points (`[joint] split`), its bonuses and its unit's notices."""
+    credited = [draft, *joined]
+    if len({d.id for d in credited}) != len(credited):
+        raise Refusal("adopt_joint_repeated.txt.j2", draft=draft)
+    for d in credited:
+        _reviewable(d)
+        existing = await ctx.repo.reviews.active_adoption(d.id, outlet.name)
+        if existing is not None:
+            raise Refusal("adopt_duplicate.txt.j2", draft=d, adoption=existing)
     if form not in outlet.points:
         raise Refusal("adopt_bad_form.txt.j2", outlet=outlet, form=form)
+    units = {d.id: (await ctx.repo.units.get(d.unit_id)).name for d in credited}
+    head: Recorded | None = None
+    for d in credited:
+        partners = [(units[o.id], o.number) for o in credited if o is not d]
+        recorded = await _adopt_one(
+            ctx, d, outlet, form, issue, len(credited), head.row.id if head else None, partners
+        )
+        head = head or recorded
+    return head
+
+
+async def _adopt_one(
+    ctx: Context,
+    draft: Draft,
+    outlet: Outlet,
+    form: str,
+    issue: str | None,
+    credited: int,
+    joint_of: int | None,
+    partners: list[tuple[str, str]],
+) -> Recorded:
     rules = ctx.app.rules
     first = not await ctx.repo.reviews.adoptions(draft.id)
     adoption = Adoption(
         draft_id=draft.id, unit_id=draft.unit_id, outlet=outlet.name, level=outlet.level, form=form,
-        issue=issue, at=ctx.now, by=ctx.member.id,
+        issue=issue, at=ctx.now, by=ctx.member.id, joint_of=joint_of,
     )  # fmt: skip
     await ctx.repo.reviews.add(adoption)
-    points = adoption_points(rules, outlet, form, draft)
+    points = adoption_points(rules, outlet, form, draft, credited)
     ctx.repo.reviews.add_points(
         draft.unit_id, draft.id, "adoption", adoption.id, points, rules.version, ctx.now
     )
@@ -131,8 +167,9 @@ async def adopt(
         (await ctx.repo.reviews.draft_points([draft.id])).values()
     )  # autoflush includes the new rows
     context = dict(
-        draft=draft, unit=unit.name, adoption=adoption, points=points, bonuses=bonuses, total=total
-    )
+        draft=draft, unit=unit.name, adoption=adoption, points=points, bonuses=bonuses,
+        total=total, partners=partners, split=rules.joint_split,
+    )  # fmt: skip
     one_liner = ctx.render("adopted_one_liner.txt.j2", **context)
     await _notify_unit(ctx, draft, one_liner, ctx.render("adopted_detail.txt.j2", **context))
     return Recorded(adoption, points, one_liner)
@@ -173,10 +210,18 @@ async def _first_adoption_bonuses(ctx: Context, draft: Draft) -> list[tuple[str,
 
 async def revoke_adoption(ctx: Context, draft: Draft, outlet: str) -> None:
     """Revoke a wrong adoption entry (kept in history); its points are voided, and with
-    the last adoption gone the first-adoption bonuses too."""
+    the last adoption gone the first-adoption bonuses too. Revoking the adoption a 综合采用
+    was recorded on revokes the merged drafts' adoptions with it."""
     adoption = await ctx.repo.reviews.active_adoption(draft.id, outlet)
     if adoption is None:
         raise Refusal("adopt_revoke_none.txt.j2", draft=draft, outlet=outlet)
+    for joined in await ctx.repo.reviews.joined_to(adoption):
+        await _revoke(ctx, joined, await ctx.repo.drafts.get_locked(joined.draft_id))
+    await _revoke(ctx, adoption, draft)
+
+
+async def _revoke(ctx: Context, adoption: Adoption, draft: Draft) -> None:
+    outlet = adoption.outlet
     adoption.revoked_at, adoption.revoked_by = ctx.now, ctx.member.id
     await ctx.repo.reviews.void_points("adoption", adoption.id)
     if not await ctx.repo.reviews.adoptions(
@@ -293,8 +338,14 @@ async def adopt_command(ctx: Context, cmd: Command) -> None:
     outlet = rules.outlet(normalize(cmd.words[1]))
     if outlet is None:
         raise Refusal("outlet_unknown.txt.j2", word=cmd.words[1], outlets=rules.outlets)
-    form, issue, revoke = "full", None, False
-    for word in cmd.words[2:]:
+    form, issue, revoke, joined = "full", None, False, []
+    words = cmd.words[2:]
+    for i, word in enumerate(words):
+        if word in JOINT_WORDS:  # the rest names the drafts merged into this one
+            joined = await drafts_named(ctx, split_names(" ".join(words[i + 1 :])), "采用")
+            if not joined:
+                raise usage(ctx, "采用")
+            break
         if word in FORM_WORDS:
             form = FORM_WORDS[word]
         elif word in REVOKE_WORDS:
@@ -307,7 +358,7 @@ async def adopt_command(ctx: Context, cmd: Command) -> None:
         await revoke_adoption(ctx, draft, outlet.name)
         ctx.reply("adopt_revoked.txt.j2", draft=draft, outlet=outlet.name)
         return
-    _confirm_privately(ctx, await adopt(ctx, draft, outlet, form, issue))
+    _confirm_privately(ctx, await adopt(ctx, draft, outlet, form, issue, joined))
 
 
 @router.command("上报", aliases=("forward",), roles=COORDINATORS)
@@ -434,14 +485,18 @@ async def reject_action(ctx: Context, form: Form) -> str:
 
 @router.action("adopt", roles=COORDINATORS)
 async def adopt_action(ctx: Context, form: Form) -> str:
-    """`outlet` is "刊物名|form" from the rule file's outlets; `issue` the 期 number."""
+    """`outlet` is "刊物名|form" from the rule file's outlets; `issue` the 期 number;
+    `joined` the drafts merged into this one (综合采用), as /采用 … 合并 G15 G18 names them."""
     name, _, form_code = form.required("outlet").rpartition("|")
     outlet = ctx.app.rules.outlet_named(name)
     if outlet is None or form_code not in FORMS:
         raise BadInput("outlet")
     issue = form.number("issue")
+    joined = await drafts_named(ctx, split_names(form.get("joined")), "采用")
     _, recorded = await on_draft_as_seen(
-        ctx, form, lambda d: adopt(ctx, d, outlet, form_code, str(issue) if issue else None)
+        ctx,
+        form,
+        lambda d: adopt(ctx, d, outlet, form_code, str(issue) if issue else None, joined),
     )
     return recorded.notice
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from bot.rules import Outlet, Rules
 from storage.db import Database
@@ -23,10 +23,16 @@ def is_research(draft: Draft) -> bool:
     return draft.category == "调研" and (draft.char_count or 0) >= RESEARCH_MIN_CHARS
 
 
-def adoption_points(rules: Rules, outlet: Outlet, form: str, draft: Draft) -> float:
+def adoption_points(
+    rules: Rules, outlet: Outlet, form: str, draft: Draft, credited: int = 1
+) -> float:
+    """What one adoption earns the draft's unit; a 综合采用 credited to `credited` drafts
+    gives each an equal share (`[joint] split = "equal"`) or the whole (`"full"`)."""
     points = outlet.points[form]
     if is_research(draft):
         points *= rules.research_multiplier
+    if rules.joint_split == "equal":
+        points /= credited
     return round(points, 2)
 
 
@@ -72,13 +78,20 @@ async def rescore(db: Database, rules: Rules, since: datetime, apply: bool = Tru
     return changes
 
 
+async def _credited(s, adoption: Adoption) -> int:
+    """How many drafts a 综合采用 was credited to when recorded (1 for a plain one)."""
+    head = adoption.joint_of or adoption.id
+    q = select(func.count()).select_from(Adoption).where(Adoption.joint_of == head)
+    return 1 + (await s.execute(q)).scalar_one()
+
+
 async def _expected(s, rules: Rules, entry: PointsEntry, draft: Draft | None) -> float:
     if entry.kind == "adoption":
         adoption = await s.get(Adoption, entry.ref_id)
         outlet = rules.outlet_named(adoption.outlet)
         if outlet is None or adoption.form not in outlet.points:
             return 0.0  # the outlet or form left the rule file
-        return adoption_points(rules, outlet, adoption.form, draft)
+        return adoption_points(rules, outlet, adoption.form, draft, await _credited(s, adoption))
     if entry.kind == "instruction":
         instruction = await s.get(Instruction, entry.ref_id)
         first_id = (

@@ -303,6 +303,8 @@ class Adoption(SQLModel, table=True):
     by: int = Field(foreign_key="member.id")
     revoked_at: datetime | None = local_time(default=None)
     revoked_by: int | None = Field(default=None, foreign_key="member.id")
+    # 综合采用 of several units' drafts: the other drafts' rows point at the named draft's
+    joint_of: int | None = Field(default=None, foreign_key="adoption.id", index=True)
 
 
 class Forward(SQLModel, table=True):

@@ -842,6 +842,11 @@ class Reviews:
         )
         return list((await self.s.execute(q.order_by(Adoption.id))).scalars())
 
+    async def joined_to(self, head: Adoption) -> list[Adoption]:
+        """The live adoptions of the drafts merged into `head` (综合采用)."""
+        q = select(Adoption).where(Adoption.joint_of == head.id, Adoption.revoked_at.is_(None))
+        return list((await self.s.execute(q.order_by(Adoption.id))).scalars())
+
     async def active_adoption(self, draft_id: int, outlet: str) -> Adoption | None:
         q = select(Adoption).where(
             Adoption.draft_id == draft_id, Adoption.outlet == outlet, Adoption.revoked_at.is_(None)
