@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from bot.context import Context, Refusal
 from bot.pages import BadInput, Form, Page, View
 from bot.router import COORDINATORS, EVERYONE, OFFICERS, Command, Router, normalize
-from bot.timeparse import DeadlineError, parse_deadline
+from bot.timeparse import DeadlineError, is_deadline_text, parse_deadline
 from storage.models import Topic, Unit
 from storage.queries import Repo
 
@@ -52,18 +52,33 @@ _TARGET_WORD = re.compile(r"\s对象\s*:?\s*")
 
 
 def split_topic_head(head: str) -> tuple[str, str, str | None]:
-    """ "标题 截止<时间> [对象 <单位…>|全体]" into title, deadline text and target text.
-    The keywords count only at the start of a word, so a title may contain them."""
+    """ "标题 [截止]<时间> [对象 <单位…>|全体]" into title, deadline text and target text.
+    The keywords count only at the start of a word, so a title may contain them; without
+    截止 the deadline is the last one or two words before 对象 when they are a time."""
     text = normalize(head)
     found = list(_DEADLINE_WORD.finditer(text))
     if not found:
-        raise Refusal("topic_no_deadline.txt.j2")
+        return _split_without_keyword(text)
     last = found[-1]
     title, rest = text[: last.start()].strip(), text[last.end() :]
-    target = _TARGET_WORD.search(" " + rest)
+    deadline, target = _split_target(rest)
+    return title, deadline, target
+
+
+def _split_target(text: str) -> tuple[str, str | None]:
+    target = _TARGET_WORD.search(" " + text)
     if target is None:
-        return title, rest.strip(), None
-    return title, rest[: target.start()].strip(), rest[target.end() - 1 :].strip()
+        return text.strip(), None
+    return text[: target.start()].strip(), text[target.end() - 1 :].strip()
+
+
+def _split_without_keyword(text: str) -> tuple[str, str, str | None]:
+    before, target = _split_target(text)
+    words = before.split()
+    for n in (2, 1):  # "11-30 17:00" is two words, "周五" one; a title stays before them
+        if len(words) > n and is_deadline_text(" ".join(words[-n:])):
+            return " ".join(words[:-n]), " ".join(words[-n:]), target
+    raise Refusal("topic_no_deadline.txt.j2")
 
 
 # ------------------------------------------------------------------ operations

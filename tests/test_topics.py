@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import logging
+import re
 from datetime import datetime
+from pathlib import Path
 
 from sqlalchemy import select, update
 
 from storage.models import ReminderLog, Topic, TopicClaim, Unit
 
 from .conftest import COORDINATOR, GROUP, fixture, populate, start_harness
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def at_ids(segments: list[dict]) -> list[str]:
@@ -331,3 +335,48 @@ async def test_jobs_missed_while_down_post_at_the_next_posting_time(tmp_path, fa
     finally:
         await harness.close()
         await server.close()
+
+
+def documented_examples(command: str) -> list[str]:
+    """Every complete `/约稿 …` (or other) example in the help texts and the README: a
+    command up to the end of its sentence or code span, placeholders and options
+    (`标题 截止时间`, `[…]`, `…`, `|`) excluded — those are usage lines, not examples."""
+    sources = [ROOT / "README.md", *sorted((ROOT / "templates").glob("*.j2")),
+               ROOT / "templates" / "commands.toml"]  # fmt: skip
+    found = []
+    for path in sources:
+        for m in re.finditer(rf"/{command} [^`“”；;。\n）\"]+", path.read_text(encoding="utf-8")):
+            text = m.group(0).strip().rstrip("，、,")
+            if not re.search(r"[\[…|{]|截止时间|日期|重发|标题 ", text):
+                found.append(text)
+    return list(dict.fromkeys(found))
+
+
+async def test_every_documented_topic_example_publishes(group):
+    examples = documented_examples("约稿")
+    assert len(examples) >= 3, examples  # the help's and the README's own
+    for n, example in enumerate(examples, 1):
+        await group.say(COORDINATOR, example)
+        assert f"【约稿Y{n}】" in group.last_reply(), (example, group.last_reply())
+
+
+async def test_every_documented_exemption_example_parses(group):
+    examples = documented_examples("暂停催报")
+    assert examples
+    for example in examples:
+        await group.say(COORDINATOR, example)
+        assert group.last_reply().startswith(" 已暂停对"), (example, group.last_reply())
+
+
+async def test_a_deadline_without_the_word_is_found_before_the_targets(group):
+    await group.say(COORDINATOR, "/约稿 冬季安全生产经验 周五 对象 城关镇")
+    [topic] = await topics(group)
+    assert (topic.title, topic.deadline) == ("冬季安全生产经验", datetime(2026, 11, 27, 18, 0))
+    await group.say(COORDINATOR, "/约稿 周五例会材料 11-30 17:00")
+    topic = (await topics(group))[-1]
+    assert (topic.title, topic.deadline) == ("周五例会材料", datetime(2026, 11, 30, 17, 0))
+    await group.say(COORDINATOR, "/约稿 没有时间的约稿 对象 城关镇")
+    assert "缺少截止时间" in group.last_reply()
+    await group.say(COORDINATOR, "/约稿 周五")  # a time and no title
+    assert "缺少截止时间" in group.last_reply() or "缺少约稿标题" in group.last_reply()
+    assert len(await topics(group)) == 2
