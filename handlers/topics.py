@@ -213,19 +213,21 @@ def _require_open(topic: Topic) -> None:
 
 
 def schedule_topic(app: BotApp, topic_id: int, deadline: datetime) -> None:
-    """Reminders 24 h and 2 h before (moved onto working hours), and the closing post."""
+    """Reminders 24 h and 2 h before (moved back onto working hours; of two that land on
+    one day only the later goes out), and the closing post."""
     now = app.clock.now()
-    for stage, before in REMINDER_STAGES:
-        when = app.posting.before(deadline - before, deadline)
-        if when is not None and when > now:
-            app.scheduler.at(
-                f"topic:{topic_id}:{stage}",
-                when,
-                send_reminder,
-                topic_id,
-                stage,
-                useful_until=deadline,
-            )
+    planned = [
+        (stage, app.posting.before(deadline - before, deadline, now))
+        for stage, before in REMINDER_STAGES
+    ]
+    for i, (stage, when) in enumerate(planned):
+        job_id = f"topic:{topic_id}:{stage}"
+        if when is None:
+            continue  # its time has passed: a job still stored runs late if still useful
+        if any(later is not None and later.date() == when.date() for _, later in planned[i + 1 :]):
+            app.scheduler.cancel(job_id)
+            continue
+        app.scheduler.at(job_id, when, send_reminder, topic_id, stage, useful_until=deadline)
     closing = app.posting.next_allowed(deadline)
     app.scheduler.at(
         f"topic:{topic_id}:close",
