@@ -195,6 +195,18 @@ def _valid_md(month: int, day: int, year: int) -> bool:
     return False
 
 
+def is_deadline_text(text: str) -> bool:
+    """Whether `text` is wholly a date (and time) expression, possibly an impossible or past
+    one: what may stand for a deadline without the word 截止."""
+    text = normalize(text)
+    try:
+        _, rest = _parse_day(text, date(2000, 1, 1))
+        _parse_time(rest)
+    except DeadlineError as exc:
+        return exc.args[0] != "unparseable"
+    return True
+
+
 def parse_deadline(text: str, now: datetime) -> datetime:
     """A deadline in the future from a Chinese or ISO expression."""
     text = normalize(text)

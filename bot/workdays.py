@@ -117,18 +117,23 @@ class PostingTimes:
             return moment
         raise RuntimeError("no allowed posting time within 400 steps")  # pragma: no cover
 
-    def before(self, moment: datetime, deadline: datetime) -> datetime | None:
-        """The time to send something due at `moment` that is useless after `deadline`:
-        the next allowed time if it comes before the deadline, else the afternoon of
-        the last working day before (None if even that has passed)."""
+    def last_before(self, moment: datetime) -> datetime:
+        """`moment` if a post may go out then, else the last working time before it: 17:00
+        of the same working day when it falls in the evening, else of the working day
+        before (a Sunday's or an early morning's moment: the last working day's 17:00)."""
+        if self.allowed(moment):
+            return moment
+        day = moment.date()
+        if not (self.calendar.is_workday(day) and moment.time() >= FALLBACK_SEND_TIME):
+            day = self.calendar.previous_workday(day - timedelta(days=1))
+        return datetime.combine(day, FALLBACK_SEND_TIME)
+
+    def before(self, moment: datetime, deadline: datetime, now: datetime) -> datetime | None:
+        """The time to send a reminder due at `moment` of a `deadline`: the last working time
+        before `moment` (so reminders of one deadline stay apart); when that has passed, the
+        next posting time if it still comes before the deadline; else None."""
+        back = self.last_before(moment)
+        if back > now:
+            return back
         forward = self.next_allowed(moment)
-        if forward < deadline:
-            return forward
-        day = deadline.date()
-        if datetime.combine(day, FALLBACK_SEND_TIME) >= deadline or not self.calendar.is_workday(
-            day
-        ):
-            day -= timedelta(days=1)
-        day = self.calendar.previous_workday(day)
-        candidate = datetime.combine(day, FALLBACK_SEND_TIME)
-        return candidate if candidate < deadline else None
+        return forward if now < forward < deadline else None

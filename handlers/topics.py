@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from bot.context import Context, Refusal
 from bot.pages import BadInput, Form, Page, View
 from bot.router import COORDINATORS, EVERYONE, OFFICERS, Command, Router, normalize
-from bot.timeparse import DeadlineError, parse_deadline
+from bot.timeparse import DeadlineError, is_deadline_text, parse_deadline
 from storage.models import Topic, Unit
 from storage.queries import Repo
 
@@ -52,18 +52,33 @@ _TARGET_WORD = re.compile(r"\s对象\s*:?\s*")
 
 
 def split_topic_head(head: str) -> tuple[str, str, str | None]:
-    """ "标题 截止<时间> [对象 <单位…>|全体]" into title, deadline text and target text.
-    The keywords count only at the start of a word, so a title may contain them."""
+    """ "标题 [截止]<时间> [对象 <单位…>|全体]" into title, deadline text and target text.
+    The keywords count only at the start of a word, so a title may contain them; without
+    截止 the deadline is the last one or two words before 对象 when they are a time."""
     text = normalize(head)
     found = list(_DEADLINE_WORD.finditer(text))
     if not found:
-        raise Refusal("topic_no_deadline.txt.j2")
+        return _split_without_keyword(text)
     last = found[-1]
     title, rest = text[: last.start()].strip(), text[last.end() :]
-    target = _TARGET_WORD.search(" " + rest)
+    deadline, target = _split_target(rest)
+    return title, deadline, target
+
+
+def _split_target(text: str) -> tuple[str, str | None]:
+    target = _TARGET_WORD.search(" " + text)
     if target is None:
-        return title, rest.strip(), None
-    return title, rest[: target.start()].strip(), rest[target.end() - 1 :].strip()
+        return text.strip(), None
+    return text[: target.start()].strip(), text[target.end() - 1 :].strip()
+
+
+def _split_without_keyword(text: str) -> tuple[str, str, str | None]:
+    before, target = _split_target(text)
+    words = before.split()
+    for n in (2, 1):  # "11-30 17:00" is two words, "周五" one; a title stays before them
+        if len(words) > n and is_deadline_text(" ".join(words[-n:])):
+            return " ".join(words[:-n]), " ".join(words[-n:]), target
+    raise Refusal("topic_no_deadline.txt.j2")
 
 
 # ------------------------------------------------------------------ operations
@@ -198,19 +213,21 @@ def _require_open(topic: Topic) -> None:
 
 
 def schedule_topic(app: BotApp, topic_id: int, deadline: datetime) -> None:
-    """Reminders 24 h and 2 h before (moved onto working hours), and the closing post."""
+    """Reminders 24 h and 2 h before (moved back onto working hours; of two that land on
+    one day only the later goes out), and the closing post."""
     now = app.clock.now()
-    for stage, before in REMINDER_STAGES:
-        when = app.posting.before(deadline - before, deadline)
-        if when is not None and when > now:
-            app.scheduler.at(
-                f"topic:{topic_id}:{stage}",
-                when,
-                send_reminder,
-                topic_id,
-                stage,
-                useful_until=deadline,
-            )
+    planned = [
+        (stage, app.posting.before(deadline - before, deadline, now))
+        for stage, before in REMINDER_STAGES
+    ]
+    for i, (stage, when) in enumerate(planned):
+        job_id = f"topic:{topic_id}:{stage}"
+        if when is None:
+            continue  # its time has passed: a job still stored runs late if still useful
+        if any(later is not None and later.date() == when.date() for _, later in planned[i + 1 :]):
+            app.scheduler.cancel(job_id)
+            continue
+        app.scheduler.at(job_id, when, send_reminder, topic_id, stage, useful_until=deadline)
     closing = app.posting.next_allowed(deadline)
     app.scheduler.at(
         f"topic:{topic_id}:close",

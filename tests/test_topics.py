@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import logging
+import re
 from datetime import datetime
+from pathlib import Path
 
 from sqlalchemy import select, update
 
 from storage.models import ReminderLog, Topic, TopicClaim, Unit
 
 from .conftest import COORDINATOR, GROUP, fixture, populate, start_harness
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def at_ids(segments: list[dict]) -> list[str]:
@@ -42,9 +46,8 @@ async def test_publish_from_fullwidth_fixture_mentions_target_officers(group):
     text = group.last_reply()
     assert "【约稿Y1】关于冬季安全生产的经验做法" in text and "约稿对象：城关镇、经信局" in text
     assert jobs(group) == {
-        "topic:1:24h": datetime(2026, 12, 4, 17, 0),
-        # Sat 12-05 15:00 is no working day and Monday is after the deadline:
-        # the last working afternoon before (one post, see the once-a-day rule)
+        # 24 h before is Friday 17:00; 2 h before, Sat 12-05 15:00, is no working day: back
+        # to the last working time before it, Friday 17:00 too: of two on one day, the later
         "topic:1:2h": datetime(2026, 12, 4, 17, 0),
         "topic:1:close": datetime(2026, 12, 7, 8, 0),  # Sat 12-05 17:00 -> next working morning
     }
@@ -159,16 +162,31 @@ async def test_no_reminder_when_everyone_answered_and_closing_post(group):
     assert "已于2026-11-26 18:00结束" in group.last_reply()
 
 
-async def test_reminder_due_at_2230_goes_out_at_0800(group):
+async def test_reminder_due_at_2230_moves_back_to_1700(group):
     await group.say(COORDINATOR, "/约稿 夜间截止的约稿 截止11月26日22时30分 对象 城关镇")
-    assert jobs(group)["topic:1:24h"] == datetime(2026, 11, 26, 8, 0)
+    assert jobs(group)["topic:1:24h"] == datetime(2026, 11, 25, 17, 0)
+    assert jobs(group)["topic:1:2h"] == datetime(2026, 11, 26, 20, 30)
     group.fake.clear()
-    await group.advance_to(datetime(2026, 11, 25, 22, 30))
+    await group.advance_to(datetime(2026, 11, 25, 16, 59))
     assert group.fake.sent() == []
-    await group.advance_to(datetime(2026, 11, 26, 7, 59))
-    assert group.fake.sent() == []
-    await group.advance_to(datetime(2026, 11, 26, 8, 0))
+    await group.advance_to(datetime(2026, 11, 25, 17, 0))
     assert "【约稿提醒】Y1" in group.last_reply()
+
+
+async def test_a_24h_reminder_before_a_weekend_keeps_the_2h_last_call(group):
+    """Monday 17:00 deadline: 24 h before is Sunday, so that reminder goes out on Friday at
+    17:00, and the 2 h last call on Monday at 15:00 still goes out."""
+    await group.say(COORDINATOR, "/约稿 周一截止的约稿 截止11月30日17时 对象 城关镇")
+    assert jobs(group) == {
+        "topic:1:24h": datetime(2026, 11, 27, 17, 0),
+        "topic:1:2h": datetime(2026, 11, 30, 15, 0),
+        "topic:1:close": datetime(2026, 11, 30, 17, 0),
+    }
+    group.fake.clear()
+    await group.advance_to(datetime(2026, 11, 27, 17, 0))
+    await group.advance_to(datetime(2026, 11, 30, 15, 0))
+    reminders = [t for t in group.replies() if "【约稿提醒】Y1" in t]  # the weekly report too
+    assert len(reminders) == 2
 
 
 async def test_close_topic_and_remind_now(group):
@@ -190,8 +208,8 @@ async def test_national_day_reminders_move_before_the_holiday(tmp_path, fake_one
         await populate(harness)
         await harness.say(COORDINATOR, "/约稿 国庆期间安全 截止10月2日 对象 城关镇")
         # 24 h before = 10-01 18:00 and 2 h before = 10-02 16:00 fall in the holiday:
-        # both go out on the last working day before, once.
-        assert jobs(harness)["topic:1:24h"] == datetime(2026, 9, 30, 17, 0)
+        # both move back to the last working day before; on one day, only the later goes.
+        assert "topic:1:24h" not in jobs(harness)
         assert jobs(harness)["topic:1:2h"] == datetime(2026, 9, 30, 17, 0)
         assert jobs(harness)["topic:1:close"] == datetime(
             2026, 10, 8, 8, 0
@@ -219,8 +237,10 @@ async def test_january_2027_deadline_uses_the_fallback_calendar(tmp_path, fake_o
             2027, 1, 4, 18, 0
         )  # a Monday, Mon-Fri fallback
         await harness.say(COORDINATOR, "/约稿 元旦值班安排 截止1月2日 对象 城关镇")
-        # 24 h before = Fri 2027-01-01 18:00: a holiday by the config list -> 12-31 17:00
-        assert jobs(harness)["topic:2:24h"] == datetime(2026, 12, 31, 17, 0)
+        # 24 h before = Fri 2027-01-01 18:00: a holiday by the config list -> 12-31 17:00;
+        # 2 h before = Sat 16:00 -> 12-31 17:00 as well: the later one only
+        assert jobs(harness)["topic:2:2h"] == datetime(2026, 12, 31, 17, 0)
+        assert "topic:2:24h" not in jobs(harness)
         warnings = [
             r for r in caplog.records if "no holiday arrangement for 2027" in r.getMessage()
         ]
@@ -331,3 +351,48 @@ async def test_jobs_missed_while_down_post_at_the_next_posting_time(tmp_path, fa
     finally:
         await harness.close()
         await server.close()
+
+
+def documented_examples(command: str) -> list[str]:
+    """Every complete `/约稿 …` (or other) example in the help texts and the README: a
+    command up to the end of its sentence or code span, placeholders and options
+    (`标题 截止时间`, `[…]`, `…`, `|`) excluded — those are usage lines, not examples."""
+    sources = [ROOT / "README.md", *sorted((ROOT / "templates").glob("*.j2")),
+               ROOT / "templates" / "commands.toml"]  # fmt: skip
+    found = []
+    for path in sources:
+        for m in re.finditer(rf"/{command} [^`“”；;。\n）\"]+", path.read_text(encoding="utf-8")):
+            text = m.group(0).strip().rstrip("，、,")
+            if not re.search(r"[\[…|{]|截止时间|日期|重发|标题 ", text):
+                found.append(text)
+    return list(dict.fromkeys(found))
+
+
+async def test_every_documented_topic_example_publishes(group):
+    examples = documented_examples("约稿")
+    assert len(examples) >= 3, examples  # the help's and the README's own
+    for n, example in enumerate(examples, 1):
+        await group.say(COORDINATOR, example)
+        assert f"【约稿Y{n}】" in group.last_reply(), (example, group.last_reply())
+
+
+async def test_every_documented_exemption_example_parses(group):
+    examples = documented_examples("暂停催报")
+    assert examples
+    for example in examples:
+        await group.say(COORDINATOR, example)
+        assert group.last_reply().startswith(" 已暂停对"), (example, group.last_reply())
+
+
+async def test_a_deadline_without_the_word_is_found_before_the_targets(group):
+    await group.say(COORDINATOR, "/约稿 冬季安全生产经验 周五 对象 城关镇")
+    [topic] = await topics(group)
+    assert (topic.title, topic.deadline) == ("冬季安全生产经验", datetime(2026, 11, 27, 18, 0))
+    await group.say(COORDINATOR, "/约稿 周五例会材料 11-30 17:00")
+    topic = (await topics(group))[-1]
+    assert (topic.title, topic.deadline) == ("周五例会材料", datetime(2026, 11, 30, 17, 0))
+    await group.say(COORDINATOR, "/约稿 没有时间的约稿 对象 城关镇")
+    assert "缺少截止时间" in group.last_reply()
+    await group.say(COORDINATOR, "/约稿 周五")  # a time and no title
+    assert "缺少截止时间" in group.last_reply() or "缺少约稿标题" in group.last_reply()
+    assert len(await topics(group)) == 2
