@@ -39,3 +39,19 @@ async def test_a_revision_that_states_its_own_tags_keeps_them(group):
         "调研",
         False,
     )
+
+
+# ------------------------------------------------------------------ 3: late only when urgent
+
+
+async def test_late_reporting_is_refused_for_a_draft_that_is_not_urgent(group):
+    g = await submit(group, "/报送 #经验 城关镇安全生产经验\n正文")
+    await group.say(COORDINATOR, f"/不采用 G{g}")
+    await group.say(COORDINATOR, f"/迟报 G{g} 超过2小时")
+    assert group.last_reply() == (
+        f"稿件G{g}不是紧急信息（未标注 #紧急），迟报只记录紧急信息，未记录。"
+    )
+    assert await points(group, g) == []
+    urgent = await submit(group, "/报送 #紧急 城关镇突发情况\n正文")
+    await group.say(COORDINATOR, f"/迟报 G{urgent} 超过2小时")
+    assert [k for k, _, _ in await points(group, urgent)] == ["urgent_late"]
