@@ -48,7 +48,7 @@ async def test_late_reporting_is_refused_for_a_draft_that_is_not_urgent(group):
     g = await submit(group, "/报送 #经验 城关镇安全生产经验\n正文")
     await group.say(COORDINATOR, f"/不采用 G{g}")
     await group.say(COORDINATOR, f"/迟报 G{g} 超过2小时")
-    assert group.last_reply() == (
+    assert group.last_reply().strip() == (
         f"稿件G{g}不是紧急信息（未标注 #紧急），迟报只记录紧急信息，未记录。"
     )
     assert await points(group, g) == []
