@@ -37,6 +37,13 @@ class Tags:
     urgent: bool = False
     topic_ref: str | None = None
     revision_of: int | None = None  # #G12: a revision of returned draft G12
+    stated: bool = False  # a category, #紧急 or a topic was given (a revision inherits if not)
+
+    def inherit(self, original: Draft) -> None:
+        """A revision that states no tags of its own keeps those of the draft it revises."""
+        if not self.stated:
+            self.category, self.urgent = original.category, original.urgent
+            self.topic_ref = original.topic_ref
 
 
 def parse_tags(tags: list[str]) -> Tags:
@@ -56,6 +63,7 @@ def parse_tags(tags: list[str]) -> Tags:
             categories.append(tag)
         else:
             raise Refusal("submit_bad_tag.txt.j2", tag=tag, categories=CATEGORIES)
+    out.stated = bool(categories) or out.urgent or out.topic_ref is not None
     out.category = categories[0] if categories else ("紧急" if out.urgent else "动态")
     return out
 
@@ -135,20 +143,14 @@ async def submit_draft(
     if attachment is not None:
         draft.attachment_name, draft.attachment_path = attachment.name, attachment.path
         draft.attachment_size = attachment.size
+    original = await _revised_draft(ctx, draft)
+    if original is not None:
+        tags.inherit(original)
+        draft.category, draft.urgent, draft.topic_ref = tags.category, tags.urgent, tags.topic_ref
+        draft.revision_of = original.id
     duplicate = await ctx.repo.drafts.duplicate_of(draft.unit_id, draft.content_hash)
     if duplicate is not None:
         raise Refusal("draft_duplicate.txt.j2", existing=duplicate)
-    if draft.revision_of is not None:
-        original = await ctx.repo.drafts.get(draft.revision_of)
-        if (
-            original is None
-            or original.unit_id != draft.unit_id
-            or original.status != DraftStatus.returned
-        ):
-            raise Refusal("revision_invalid.txt.j2", number=f"G{draft.revision_of}")
-    else:
-        original = await ctx.repo.drafts.returned_with_title(draft.unit_id, draft.title)
-        draft.revision_of = original.id if original else None
     await ctx.repo.drafts.create(draft, ctx.member)
     if original is not None:
         await ctx.repo.drafts.record(original, "revised", ctx.member, ctx.now, draft.number)
@@ -162,6 +164,21 @@ async def alert_coordinators(ctx: Context, draft: Draft) -> None:
     its own (never merged, whatever the hour), so an urgent piece never waits for a digest."""
     unit = await ctx.repo.units.get(draft.unit_id)
     await ctx.tell_coordinators("urgent_to_coordinators.txt.j2", draft=draft, unit=unit.name)
+
+
+async def _revised_draft(ctx: Context, draft: Draft) -> Draft | None:
+    """The returned draft `draft` revises: the one named by #G12, else the unit's returned
+    draft of the same title."""
+    if draft.revision_of is None:
+        return await ctx.repo.drafts.returned_with_title(draft.unit_id, draft.title)
+    original = await ctx.repo.drafts.get(draft.revision_of)
+    if (
+        original is None
+        or original.unit_id != draft.unit_id
+        or original.status != DraftStatus.returned
+    ):
+        raise Refusal("revision_invalid.txt.j2", number=f"G{draft.revision_of}")
+    return original
 
 
 async def receipt(ctx: Context, draft: Draft) -> Receipt:

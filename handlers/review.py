@@ -286,7 +286,10 @@ async def instruct(
 
 async def record_late(ctx: Context, draft: Draft, note: str | None = None) -> float:
     """Record late emergency reporting: `[penalty] urgent_late`, and the on-time bonus
-    voided; the submitter is told. Returns the penalty."""
+    voided; the submitter is told. Only an urgent (#紧急) draft can be late. Returns the
+    penalty."""
+    if not draft.urgent:
+        raise Refusal("late_not_urgent.txt.j2", draft=draft)
     entries = await ctx.repo.reviews.points_entries(draft.id)
     if any(e.kind == "urgent_late" for e in entries):
         raise Refusal("late_duplicate.txt.j2", draft=draft)
