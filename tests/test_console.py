@@ -452,14 +452,15 @@ async def test_every_review_button_calls_its_operation(desk, visitors):
     assert f"城关镇《城关镇推进人居环境整治》（G{g}）获市主要领导批示，积5分。" in page
     _, page = await act("forward", "rejected", level="province")
     assert f"已记录稿件G{g}《城关镇推进人居环境整治》报省办。" in page
-    _, page = await act("late", "rejected", note="晚了两小时")
-    assert f"已记录稿件G{g}迟报，积-5分。" in page
+    assert 'id="late"' not in page  # only an urgent draft has the 迟报 button
+    _, page = await act("late", "rejected", note="晚了两小时")  # the operation refuses it too
+    assert f"稿件G{g}不是紧急信息（未标注 #紧急），迟报只记录紧急信息，未记录。" in page
     _, page = await act("adopt", "rejected", outlet="政务信息快报|excerpt")
     assert "被《政务信息快报》摘编采用" in page
     _, page = await act("revoke", "adopted", outlet="政务信息快报")
     assert f"已撤销稿件G{g}在《政务信息快报》的采用记录" in page
     assert [e.action for e in await history_of(desk, g)] == [
-        "submit", "return", "reject", "instruction", "forward", "late", "adopt", "adopt_revoked",
+        "submit", "return", "reject", "instruction", "forward", "adopt", "adopt_revoked",
     ]  # fmt: skip
 
 
