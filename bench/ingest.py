@@ -303,16 +303,16 @@ CHATTER = [
 
 
 def make_stream(count: int, senders: int, rng: random.Random, tag: str,
-                server: Server | None = None) -> list[list[Event]]:  # fmt: skip
-    """`count` events dealt round-robin to `senders` officers: 70/20/10 chatter/submit/mine;
-    officer i posts to the server's endpoint i % n."""
+                server: Server | None = None, only: str | None = None) -> list[list[Event]]:  # fmt: skip
+    """`count` events dealt round-robin to `senders` officers: 70/20/10 chatter/submit/mine
+    (`only`: all of that kind); officer i posts to the server's endpoint i % n."""
     people = officers(OFFICERS)[:senders]
     queues: list[list[Event]] = [[] for _ in range(senders)]
     ends = server.endpoints if server else [None]
     for i in range(count):
         qq, name, _ = people[i % senders]
         to = ends[(i % senders) % len(ends)]
-        r = rng.random()
+        r = {"chatter": 0.0, "submit": 0.8, "mine": 0.95}[only] if only else rng.random()
         if r < 0.7:
             ev = make_event(qq, name, "chatter", rng.choice(CHATTER), to)
         elif r < 0.9:
@@ -451,6 +451,86 @@ def summarize(phases: list[PhaseResult]) -> Summary:
     )  # fmt: skip
 
 
+# ---------------------------------------------------------------- cost per event kind
+
+KINDS = {"chatter": "chatter", "submit": "/报送", "mine": "/我的稿件"}
+
+
+def cpu_seconds(server: Server) -> float:
+    """User + system CPU time of the server's processes so far (/proc/<pid>/stat)."""
+    total = 0.0
+    for s in server.endpoints:
+        fields = Path(f"/proc/{s.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+async def metrics(session: aiohttp.ClientSession, server: Server) -> dict[str, float] | None:
+    """xinxibot's /metrics counters summed over the server's processes; None for others."""
+    out: dict[str, float] = defaultdict(float)
+    for s in server.endpoints:
+        try:
+            async with session.get(f"http://127.0.0.1:{s.port}/metrics") as r:
+                if r.status != 200:
+                    return None
+                for line in (await r.text()).splitlines():
+                    if line and not line.startswith("#"):
+                        name, value = line.rsplit(" ", 1)
+                        out[name] += float(value)
+        except aiohttp.ClientError:
+            return None
+    return out
+
+
+@dataclass
+class Cost:
+    server: str
+    kind: str
+    events: int
+    completed: int
+    cpu_ms: float
+    statements: float | None
+    commits: float | None
+
+
+async def cost_per_kind(server: Server, api: str, rng: random.Random, counts: dict[str, int],
+                        senders: int = 10) -> list[Cost]:  # fmt: skip
+    """Each kind alone: the server's CPU time and SQL per completed event, as deltas around
+    a phase of only that kind (CPU is steadier than rates on a shared machine)."""
+    out = []
+    async with aiohttp.ClientSession() as session:
+        for kind, count in counts.items():
+            queues = make_stream(count, senders, rng, f"c{kind}", server, only=kind)
+            before_cpu, before = cpu_seconds(server), await metrics(session, server)
+            phase = await run_phase(server, api, queues, 120, 60)
+            after_cpu, after = cpu_seconds(server), await metrics(session, server)
+            done = sum(e.completed is not None for e in phase.events) or 1
+            sql = [None if before is None or after is None else (after[n] - before[n]) / done
+                   for n in ("xinxibot_sql_statements_total", "xinxibot_sql_commits_total")]  # fmt: skip
+            out.append(Cost(server.name, kind, len(phase.events), done,
+                            1000 * (after_cpu - before_cpu) / done, *sql))  # fmt: skip
+    return out
+
+
+def pad(text: str, width: int) -> str:
+    """`text` left-aligned in `width` terminal columns (a Chinese character takes two)."""
+    return text + " " * max(width - sum(2 if ord(ch) > 0x2E80 else 1 for ch in text), 0)
+
+
+def print_costs(costs: list[Cost]) -> None:
+    print("\ncost per completed event, each kind alone at 10 senders "
+          "(server CPU user+system from /proc; SQL from /metrics)")  # fmt: skip
+    print(
+        f"{'server':<10}{'kind':<12}{'events':>8}{'CPU ms/event':>14}{'SQL/event':>11}{'commits/event':>15}"
+    )
+    for c in costs:
+        sql = "-" if c.statements is None else f"{c.statements:.2f}"
+        commits = "-" if c.commits is None else f"{c.commits:.2f}"
+        print(
+            f"{c.server:<10}{pad(KINDS[c.kind], 12)}{c.completed:>8}{c.cpu_ms:>14.2f}{sql:>11}{commits:>15}"
+        )
+
+
 # ---------------------------------------------------------------- the deadline rush
 
 
@@ -567,6 +647,14 @@ async def main_async(args: argparse.Namespace) -> int:
                 summaries += [summarize(phases[s.name]) for s in contenders]
             rss = {s.name: s.rss_mb() for s in contenders}
             print_table(summaries, rss)
+            if args.cost_events:
+                counts = {"chatter": 4 * args.cost_events, "submit": args.cost_events,
+                          "mine": args.cost_events}  # fmt: skip
+                costs = []
+                for s in contenders:
+                    if s.name != "bare":
+                        costs += await cost_per_kind(s, api, rng, counts)
+                print_costs(costs)
             if args.rush:
                 r = await deadline_rush(work / "rush", api_server, args.rush, args.rush_officers,
                                         args.rush_seconds, rng)  # fmt: skip
@@ -628,6 +716,8 @@ def main() -> int:
     p.add_argument(
         "--drain-seconds", type=float, default=60, help="cap on waiting for replies after sending"
     )
+    p.add_argument("--cost-events", type=int, default=500,
+                   help="events of each kind (chatter: 4x) for the cost table (0: skip)")  # fmt: skip
     p.add_argument("--rush", type=int, default=200, help="deadline-rush submissions (0: skip)")
     p.add_argument("--rush-officers", type=int, default=50)
     p.add_argument("--rush-seconds", type=float, default=120)

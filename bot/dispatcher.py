@@ -62,6 +62,7 @@ class Dispatcher:
         self.app = app
         self.locks = KeyedLocks()
         self.throttle = StrangerThrottle()
+        self.received = 0  # events taken from the implementation (for /metrics)
 
     def accepts(self, event: Event) -> bool:
         """False for what the bot must ignore entirely."""
@@ -74,6 +75,7 @@ class Dispatcher:
         return True
 
     async def handle(self, event: Event) -> None:
+        self.received += 1
         if not self.accepts(event):
             return
         self.app.self_id = self.app.config.onebot.self_id or event.self_id

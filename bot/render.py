@@ -38,8 +38,11 @@ def _cut(line: str, width: int) -> list[str]:
 class Renderer:
     def __init__(self, globals_: dict[str, Any] | None = None) -> None:
         loader = jinja2.FileSystemLoader(TEMPLATE_DIR)
+        # Templates are part of the installed package: compiled once, never re-checked
+        # on disk (auto_reload stats the file on every render).
         self.text_env = jinja2.Environment(
             loader=loader,
+            auto_reload=False,
             autoescape=False,
             undefined=jinja2.StrictUndefined,
             trim_blocks=True,
@@ -48,6 +51,7 @@ class Renderer:
         )
         self.html_env = jinja2.Environment(
             loader=loader,
+            auto_reload=False,
             autoescape=True,
             undefined=jinja2.StrictUndefined,
             trim_blocks=True,

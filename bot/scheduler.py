@@ -44,6 +44,7 @@ from apscheduler.events import (
 )
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from sqlalchemy import event
 
 from .clock import Clock
 from .router import Job, job_key
@@ -162,14 +163,13 @@ class _KeepUntilRun(AsyncIOScheduler):
 class Scheduler:
     def __init__(self, app: BotApp, database_url: str, clock: Clock) -> None:
         self.app, self.clock = app, clock
+        store = SQLAlchemyJobStore(
+            url=sync_url(database_url),
+            tablename=JOB_TABLE,
+            engine_options=_store_options(database_url),
+        )
         self.scheduler = _KeepUntilRun(
-            jobstores={
-                "default": SQLAlchemyJobStore(
-                    url=sync_url(database_url),
-                    tablename=JOB_TABLE,
-                    engine_options=_store_options(database_url),
-                )
-            },
+            jobstores={"default": store},
             job_defaults={
                 "coalesce": True,
                 "max_instances": 1,
@@ -177,6 +177,10 @@ class Scheduler:
             },
             timezone=clock.tz,
         )
+        # The store writes the bot's database through a synchronous connection of its own:
+        # a group of event transactions left open (storage/db.py) is committed first, or the
+        # store would wait for SQLite's lock while blocking the loop that group needs.
+        event.listen(store.engine, "begin", lambda _conn: app.db.commit_group_now())
 
     # ------------------------------------------------------------ lifecycle
 

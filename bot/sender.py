@@ -38,7 +38,7 @@ import random
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select, true, update
+from sqlalchemy import Row, bindparam, select, true, update
 
 from storage.db import Database
 from storage.models import Outbox
@@ -57,6 +57,14 @@ DRAIN_TIMEOUT = 10.0
 # target; reading a long backlog whole each pass made delivery quadratic.
 PASS_ROWS = 100
 LOW = 1  # Outbox.priority of courtesy answers
+OutboxRow = Row  # an outbox row as a pass reads it: Outbox's columns, by name
+# Rows still pending become `sending`: another process's sender may have claimed some.
+CLAIM = (
+    update(Outbox)
+    .where(Outbox.id.in_(bindparam("ids", expanding=True)), Outbox.status == "pending")
+    .values(status="sending")
+    .returning(Outbox.id)
+)
 LOW_MAX_AGE = timedelta(minutes=10)
 LOW_MAX_PENDING = 10
 # Tokens of a target's bucket that low rows leave untouched: a receipt arriving
@@ -119,7 +127,7 @@ class AccountPace:
             )
 
 
-def merge_segments(rows: list[Outbox]) -> list[dict]:
+def merge_segments(rows: list[OutboxRow]) -> list[dict]:
     """Several messages as one: their segments joined by line breaks."""
     merged: list[dict] = []
     for i, row in enumerate(rows):
@@ -137,7 +145,7 @@ def merge_segments(rows: list[Outbox]) -> list[dict]:
     return merged
 
 
-def _text_len(row: Outbox) -> int:
+def _text_len(row: OutboxRow) -> int:
     return sum(len(s["data"].get("text", "")) + 12 for s in json.loads(row.segments))
 
 
@@ -165,6 +173,13 @@ class Sender:
         self._passes = 0  # delivery passes started
         self._quiet_pass = 0  # the last pass that found nothing to send now
         self._pass_done = asyncio.Condition()
+        # Built once; plain rows (no ORM objects): a pass reads up to PASS_ROWS of them.
+        self._pending = (
+            select(*Outbox.__table__.columns)  # type: ignore[attr-defined]
+            .where(Outbox.status == "pending", self._mine())
+            .order_by(Outbox.priority, Outbox.id)
+            .limit(PASS_ROWS)
+        )
 
     def wake(self) -> None:
         self._wake.set()
@@ -250,27 +265,22 @@ class Sender:
         """One pass: send what may be sent now. Returns seconds until the next
         pass is useful (0: go again at once)."""
         now = self.clock.now()
-        query = select(Outbox).where(Outbox.status == "pending", self._mine())
         async with self.db.reader() as s:
-            rows = (
-                (await s.execute(query.order_by(Outbox.priority, Outbox.id).limit(PASS_ROWS)))
-                .scalars()
-                .all()
-            )
+            rows = (await s.execute(self._pending)).all()
         if not rows:
             return 60.0
         stale = [r for r in rows if now - r.created_at > self.max_age and r.priority != LOW]
         if stale:
             await self._drop(stale)
             return 0.0
-        by_target: dict[tuple[str, int], list[Outbox]] = {}
+        by_target: dict[tuple[str, int], list[OutboxRow]] = {}
         for row in rows:  # normal rows first, then low ones: each target's queue in that order
             by_target.setdefault((row.target_type, row.target_id), []).append(row)
         surplus = [r for queue in by_target.values() for r in _low_surplus(queue, now)]
         if surplus:
             await self._drop(surplus, tell=False)
             return 0.0
-        batches: list[tuple[tuple[str, int], list[Outbox]]] = []
+        batches: list[tuple[tuple[str, int], list[OutboxRow]]] = []
         wait = 60.0
         for target, queue in by_target.items():
             head = queue[0]  # a target's later messages wait for its first one
@@ -290,7 +300,7 @@ class Sender:
         return wait
 
     @staticmethod
-    def _batch(queue: list[Outbox]) -> list[Outbox]:
+    def _batch(queue: list[OutboxRow]) -> list[OutboxRow]:
         first = queue[0]
         batch = [first]
         if first.target_type != "group" or not first.mergeable:
@@ -307,20 +317,11 @@ class Sender:
             size += _text_len(row)
         return batch
 
-    async def _send(self, target: tuple[str, int], batch: list[Outbox]) -> None:
+    async def _send(self, target: tuple[str, int], batch: list[OutboxRow]) -> None:
         # recorded before the call: a crash now means "unknown"; rows that
         # another process's sender claimed first are its own
         async with self.db.transaction(urgent=True) as s:
-            claimed = set(
-                (
-                    await s.execute(
-                        update(Outbox)
-                        .where(Outbox.id.in_([r.id for r in batch]), Outbox.status == "pending")
-                        .values(status="sending")
-                        .returning(Outbox.id)
-                    )
-                ).scalars()
-            )
+            claimed = set((await s.execute(CLAIM, {"ids": [r.id for r in batch]})).scalars())
         batch = [r for r in batch if r.id in claimed]
         if not batch:
             return
@@ -339,7 +340,7 @@ class Sender:
             result = ApiResult("unknown", None, repr(exc))
         await self._settle(batch, result)
 
-    async def _settle(self, batch: list[Outbox], result: ApiResult) -> None:
+    async def _settle(self, batch: list[OutboxRow], result: ApiResult) -> None:
         now = self.clock.now()
         ids = [r.id for r in batch]
         attempts = batch[0].attempts + 1
@@ -371,7 +372,7 @@ class Sender:
         async with self.db.transaction(urgent=True) as s:
             await s.execute(update(Outbox).where(Outbox.id.in_(ids)).values(**values))
 
-    async def _drop(self, rows: list[Outbox], tell: bool = True) -> None:
+    async def _drop(self, rows: list[OutboxRow], tell: bool = True) -> None:
         """Give up on `rows`; `tell`: the coordinators get a note (not for courtesy answers)."""
         ids = [r.id for r in rows]
         if tell:
@@ -386,7 +387,7 @@ class Sender:
             await self.on_drop(rows)
 
 
-def _low_surplus(queue: list[Outbox], now: datetime) -> list[Outbox]:
+def _low_surplus(queue: list[OutboxRow], now: datetime) -> list[OutboxRow]:
     """A target's low-priority rows to drop: too old, or the oldest beyond LOW_MAX_PENDING."""
     low = [r for r in queue if r.priority == LOW]
     old = [r for r in low if now - r.created_at > LOW_MAX_AGE]

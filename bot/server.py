@@ -1,6 +1,7 @@
 """The aiohttp server: OneBot v11 HTTP POST and reverse WebSocket endpoints
 on NoneBot's paths, the web console (/console/, bot/console.py), plus the
-sandbox pages when the sandbox transport is used.
+sandbox pages when the sandbox transport is used, and `/metrics` (counters in the
+Prometheus text format, for this machine only).
 
 Who may post events (README, "Deploying"):
 * `secret` set: the body's X-Signature must match (missing 401, wrong 403);
@@ -92,6 +93,7 @@ def make_web_app(bot: BotApp, *, start_bot: bool = True) -> web.Application:
         app.router.add_post(path, handle_post)
     for path in WS_PATHS:
         app.router.add_get(path, handle_ws)
+    app.router.add_get("/metrics", handle_metrics)
     Console(bot).install(app)
     quiet_repeats()
     if start_bot:
@@ -256,6 +258,24 @@ async def handle_ws(request: web.Request) -> web.StreamResponse:
         bot.onebot_api.detach(self_id, peer)
         log.info("reverse WebSocket closed: self_id=%s", self_id)
     return ws
+
+
+async def handle_metrics(request: web.Request) -> web.Response:
+    """Counters in the Prometheus text format, for this machine only (a monitoring agent,
+    the ingest bench); anyone else 403."""
+    if not is_loopback(request.remote):
+        raise _refuse(web.HTTPForbidden, "metrics: loopback only", request)
+    bot = request.app[BOT_KEY]
+    counters = bot.db.counters
+    lines = []
+    for name, help_text, value in (
+        ("xinxibot_events_total", "Events taken from the OneBot implementation.",
+         bot.dispatcher.received),
+        ("xinxibot_sql_statements_total", "SQL statements executed.", counters.statements),
+        ("xinxibot_sql_commits_total", "Database transactions committed.", counters.commits),
+    ):  # fmt: skip
+        lines += [f"# HELP {name} {help_text}", f"# TYPE {name} counter", f"{name} {value}"]
+    return web.Response(text="\n".join(lines) + "\n", content_type="text/plain")
 
 
 # ---------------------------------------------------------------- slow clients, log storms

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from bot.context import Context, Refusal
 from bot.onebot import Event
 from bot.router import MEMBERS, OFFICERS, Command, Router, normalize
-from storage.models import CATEGORIES, CollectSession, Draft, DraftStatus, Role
+from storage.models import CATEGORIES, CollectSession, Draft, DraftStatus, Role, new_row
 from storage.queries import Repo, char_count, content_hash
 
 from .common import draft_arg, require_own_unit
@@ -73,11 +73,15 @@ def month_start(now: datetime) -> datetime:
 
 
 async def check_flood(ctx: Context) -> None:
+    """Before work that takes a while (collecting a long draft, downloading a file): the
+    actor has not reached the hourly limit. `submit_draft` checks it again when storing."""
+    since = ctx.now - timedelta(hours=1)
+    refuse_flood(ctx, await ctx.repo.drafts.count_by_member_since(ctx.member.id, since))
+
+
+def refuse_flood(ctx: Context, recent: int) -> None:
     limit = ctx.app.config.limits.drafts_per_hour
-    if (
-        await ctx.repo.drafts.count_by_member_since(ctx.member.id, ctx.now - timedelta(hours=1))
-        >= limit
-    ):
+    if recent >= limit:
         raise Refusal("submit_flood.txt.j2", limit=limit)
 
 
@@ -125,7 +129,8 @@ async def submit_draft(
     unit's is refused; a revision of a returned draft (#G12, or the same title) is linked
     to it. Returns the receipt, which the door shows the submitter."""
     check_title(title)
-    draft = Draft(
+    draft = new_row(
+        Draft,
         unit_id=ctx.member.unit_id,
         submitter_id=ctx.member.id,
         title=title,
@@ -143,20 +148,24 @@ async def submit_draft(
     if attachment is not None:
         draft.attachment_name, draft.attachment_path = attachment.name, attachment.path
         draft.attachment_size = attachment.size
-    original = await _revised_draft(ctx, draft)
+    facts = await ctx.repo.drafts.submission_facts(
+        draft, ctx.now - timedelta(hours=1), month_start(ctx.now)
+    )
+    refuse_flood(ctx, facts.recent)
+    original = await _revised_draft(ctx, draft, facts.returned)
     if original is not None:
         tags.inherit(original)
         draft.category, draft.urgent, draft.topic_ref = tags.category, tags.urgent, tags.topic_ref
         draft.revision_of = original.id
-    duplicate = await ctx.repo.drafts.duplicate_of(draft.unit_id, draft.content_hash)
-    if duplicate is not None:
-        raise Refusal("draft_duplicate.txt.j2", existing=duplicate)
+    if facts.duplicate is not None:
+        raise Refusal("draft_duplicate.txt.j2", existing=await ctx.repo.drafts.get(facts.duplicate))
     await ctx.repo.drafts.create(draft, ctx.member)
     if original is not None:
         await ctx.repo.drafts.record(original, "revised", ctx.member, ctx.now, draft.number)
     if draft.urgent:
         await alert_coordinators(ctx, draft)
-    return await receipt(ctx, draft)
+    # a new piece comes after every piece of the month so far; a revision keeps its place
+    return await receipt(ctx, draft, facts.month_pieces + 1 if original is None else None)
 
 
 async def alert_coordinators(ctx: Context, draft: Draft) -> None:
@@ -166,11 +175,11 @@ async def alert_coordinators(ctx: Context, draft: Draft) -> None:
     await ctx.tell_coordinators("urgent_to_coordinators.txt.j2", draft=draft, unit=unit.name)
 
 
-async def _revised_draft(ctx: Context, draft: Draft) -> Draft | None:
+async def _revised_draft(ctx: Context, draft: Draft, same_title: int | None) -> Draft | None:
     """The returned draft `draft` revises: the one named by #G12, else the unit's returned
-    draft of the same title."""
+    draft of the same title (`same_title`)."""
     if draft.revision_of is None:
-        return await ctx.repo.drafts.returned_with_title(draft.unit_id, draft.title)
+        return await ctx.repo.drafts.get(same_title) if same_title is not None else None
     original = await ctx.repo.drafts.get(draft.revision_of)
     if (
         original is None
@@ -181,9 +190,11 @@ async def _revised_draft(ctx: Context, draft: Draft) -> Draft | None:
     return original
 
 
-async def receipt(ctx: Context, draft: Draft) -> Receipt:
+async def receipt(ctx: Context, draft: Draft, nth: int | None = None) -> Receipt:
+    """`nth`: the piece's place in its month when the caller knows it."""
     unit = await ctx.repo.units.get(draft.unit_id)
-    nth = await ctx.repo.drafts.piece_position(draft, month_start(draft.piece_at))
+    if nth is None:
+        nth = await ctx.repo.drafts.piece_position(draft, month_start(draft.piece_at))
     note = None
     if draft.topic_ref:  # a draft for a closed or unknown topic is still accepted, with a note
         topic = await ctx.repo.topics.get(int(draft.topic_ref[1:]))
@@ -285,9 +296,9 @@ def reply_receipt(ctx: Context, receipt: Receipt) -> None:
 async def submit_command(ctx: Context, cmd: Command) -> None:
     tags = parse_tags(cmd.tags)
     check_title(cmd.rest)
-    await check_flood(ctx)
     if not cmd.body.strip():
         # No body: collect this person's next messages in this chat until /完成.
+        await check_flood(ctx)
         await start_collecting(ctx, cmd.head)
         ctx.reply(
             "collect_started.txt.j2",
@@ -323,11 +334,7 @@ async def my_drafts(ctx: Context, cmd: Command) -> None:
     limit = 5 if ctx.in_group else 20
     drafts, total = await ctx.repo.drafts.recent_for_unit(ctx.member.unit_id, limit)
     unit = await ctx.repo.units.get(ctx.member.unit_id)
-    points = await ctx.repo.reviews.draft_points([d.id for d in drafts])
-    ctx.reply(
-        "my_drafts.txt.j2",
-        drafts=drafts, points=points, total=total, unit=unit.name, in_group=ctx.in_group,
-    )  # fmt: skip
+    ctx.reply("my_drafts.txt.j2", drafts=drafts, total=total, unit=unit.name, in_group=ctx.in_group)
 
 
 @router.command("稿件", aliases=("draft",), roles=MEMBERS - {Role.leader})

@@ -57,7 +57,7 @@ async def rescore(db: Database, rules: Rules, since: datetime, apply: bool = Tru
     """Recompute every live points row dated `since` or later with `rules`;
     rows whose points or rule version change are updated (when `apply`) and returned."""
     changes: list[Change] = []
-    async with db.transaction() as s:
+    async with db.transaction() if apply else db.reader() as s:
         q = (
             select(PointsEntry)
             .where(PointsEntry.at >= since, PointsEntry.void.is_(False))
@@ -73,8 +73,6 @@ async def rescore(db: Database, rules: Rules, since: datetime, apply: bool = Tru
                 )
                 if apply:
                     entry.points, entry.rule_version = new, rules.version
-        if not apply:
-            await s.rollback()
     return changes
 
 

@@ -3,7 +3,8 @@
 One transaction per event: the event's effects, its outbox messages and its
 processed-event key commit together. SQLite allows one writer at a time, so
 write transactions are serialised by an asyncio lock instead of colliding on
-"database is locked".
+"database is locked", and those that queue for it are committed together
+(`GroupCommit`: one transaction and one fsync for the group, a savepoint each).
 
 SQLite statements of the event path run on the event-loop thread. aiosqlite
 hands every call (cursor, execute, fetch, commit) to a worker thread and back;
@@ -22,13 +23,13 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import aiosqlite
-from sqlalchemy import event
+from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import (
@@ -37,6 +38,8 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+
+from .cache import RowCache, StoreSession
 
 # SQLite durability: WAL with synchronous=FULL fsyncs the WAL on every commit,
 # so a draft whose receipt went out survives a power cut, not only a crash.
@@ -139,6 +142,13 @@ def make_engine(url: str, inline: bool = True) -> AsyncEngine:
             for pragma in SQLITE_PRAGMAS:
                 cur.execute(pragma)
             cur.close()
+            # The driver opens transactions late and implicitly, which breaks SAVEPOINT
+            # (group commit): it is told not to, and every transaction begins with BEGIN.
+            dbapi_conn.isolation_level = None
+
+        @event.listens_for(engine.sync_engine, "begin")
+        def _begin(conn) -> None:
+            conn.exec_driver_sql("BEGIN")
 
         return engine
     engine = create_async_engine(
@@ -170,9 +180,14 @@ class WriteLock:
     queued events. Without that, under a burst every delivery waited behind
     every queued submission and receipts fell seconds behind the commits."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_free: Callable[[], None] | None = None) -> None:
         self._held = False
         self._waiters: dict[bool, deque[asyncio.Future]] = {True: deque(), False: deque()}
+        self._on_free = on_free  # called when it falls free with nobody waiting
+
+    def contended(self) -> bool:
+        """Somebody waits for the lock."""
+        return any(not w.done() for queue in self._waiters.values() for w in queue)
 
     @asynccontextmanager
     async def hold(self, urgent: bool = False) -> AsyncIterator[None]:
@@ -202,6 +217,121 @@ class WriteLock:
                     waiter.set_result(None)  # _held stays True: the waiter owns it now
                     return
         self._held = False
+        if self._on_free is not None:
+            self._on_free()
+
+
+class Counters:
+    """SQL statements executed and transactions committed by this process (for
+    `/metrics`: the ingest bench divides them by events of each kind)."""
+
+    def __init__(self) -> None:
+        self.statements = 0
+        self.commits = 0
+
+    def watch(self, engine: AsyncEngine) -> None:
+        @event.listens_for(engine.sync_engine, "before_cursor_execute")
+        def _statement(*_args) -> None:
+            self.statements += 1
+
+        @event.listens_for(engine.sync_engine, "commit")
+        def _commit(_conn) -> None:
+            self.commits += 1
+
+
+# Transactions committed together at most (group commit, SQLite): the first of a
+# group waits for the others' work, so a group is kept small.
+MAX_GROUP = 16
+
+
+class _Group:
+    """One SQLite transaction shared by the transactions that queued for it."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+        self.size = 0
+        self.working = False  # a member is between its SAVEPOINT and its RELEASE
+        self.committed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+
+class GroupCommit:
+    """SQLite's one writer, shared. A transaction that finds others queued for the write
+    lock when it ends leaves its database transaction open for them: they join it, each
+    in a SAVEPOINT of its own, and the last commits the group - one COMMIT, one fsync.
+    A transaction whose work fails is rolled back to its savepoint alone. Each caller
+    leaves only when its group has committed (or with the commit's error), so nothing it
+    queued in the outbox can be sent before its commit."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self.sessions = sessions
+        self.lock = WriteLock(on_free=self._orphaned)
+        self._open: _Group | None = None
+
+    @asynccontextmanager
+    async def transaction(self, urgent: bool) -> AsyncIterator[AsyncSession]:
+        failure: BaseException | None = None
+        async with self.lock.hold(urgent):
+            group = self._open
+            if group is None:
+                group = self._open = _Group(self.sessions())
+                await group.session.begin()
+            group.size += 1
+            group.working = True
+            try:
+                async with group.session.begin_nested():
+                    yield group.session
+            except BaseException as exc:  # its savepoint is rolled back; the group goes on
+                failure = exc
+            finally:
+                group.working = False
+            # Statements run on the loop thread without yielding, so events that arrived
+            # meanwhile queue only now: one turn of the loop lets them, to join the group.
+            await asyncio.sleep(0)
+            if self._open is group and (not self.lock.contended() or group.size >= MAX_GROUP):
+                await self._commit(group)  # (unless `commit_now` already did)
+        if failure is not None:
+            raise failure
+        await group.committed
+
+    async def _commit(self, group: _Group) -> None:
+        self._open = None
+        try:
+            await group.session.commit()
+        except BaseException as exc:
+            group.committed.set_exception(exc)
+            group.committed.exception()  # retrieved: its members raise it, if any wait
+            await group.session.rollback()  # a failed COMMIT can leave the transaction open
+        else:
+            group.committed.set_result(None)
+        finally:
+            await group.session.close()
+
+    def commit_now(self) -> None:
+        """Commit the open group at once, if no member is in the middle of its work: for
+        another writer of the database in this process (APScheduler's synchronous job
+        store), which would otherwise wait for SQLite's lock while blocking the loop the
+        group needs to commit. The group's calls run on this thread and never suspend."""
+        group = self._open
+        if group is None or group.working:
+            return
+        commit = self._commit(group)
+        try:
+            commit.send(None)
+        except StopIteration:
+            return
+        commit.close()
+        raise RuntimeError("committing a group suspended")
+
+    def _orphaned(self) -> None:
+        """The lock fell free with a group open (the one it was handed to was cancelled
+        meanwhile): commit it, so its members do not wait for ever."""
+        if self._open is not None:
+            asyncio.get_running_loop().create_task(self._commit_orphan())
+
+    async def _commit_orphan(self) -> None:
+        async with self.lock.hold(urgent=True):
+            if self._open is not None:
+                await self._commit(self._open)
 
 
 class Database:
@@ -209,11 +339,22 @@ class Database:
 
     def __init__(self, url: str) -> None:
         self.url = url
+        self.counters = Counters()
         self.engine = make_engine(url)
-        self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        self.counters.watch(self.engine)
+        # Only a database this process alone writes may be cached (storage/cache.py).
+        self.cache = RowCache() if is_sqlite(url) else None
+        self.sessions = async_sessionmaker(
+            self.engine,
+            expire_on_commit=False,
+            sync_session_class=StoreSession,
+            info={"cache": self.cache},
+        )
         self.scan_engine = make_engine(url, inline=False) if is_sqlite(url) else self.engine
+        if self.scan_engine is not self.engine:
+            self.counters.watch(self.scan_engine)
         self.scan_sessions = async_sessionmaker(self.scan_engine, expire_on_commit=False)
-        self._write_lock = WriteLock() if is_sqlite(url) else None
+        self._group = GroupCommit(self.sessions) if is_sqlite(url) else None
 
     @asynccontextmanager
     async def transaction(self, urgent: bool = False) -> AsyncIterator[AsyncSession]:
@@ -223,11 +364,11 @@ class Database:
         if the connection broke during COMMIT, perhaps it was: a redelivered
         event then finds its key)."""
         try:
-            if self._write_lock is None:
+            if self._group is None:
                 async with self.sessions() as session, session.begin():
                     yield session
                 return
-            async with self._write_lock.hold(urgent), self.sessions() as session, session.begin():
+            async with self._group.transaction(urgent) as session:
                 yield session
         except DBAPIError as exc:
             if is_unavailable(exc):
@@ -252,9 +393,14 @@ class Database:
         takes milliseconds even on a province-sized database. (PostgreSQL's
         autovacuum keeps its statistics by itself.)"""
         if is_sqlite(self.url):
-            async with self.engine.begin() as conn:
-                await conn.exec_driver_sql("PRAGMA analysis_limit=1000")
-                await conn.exec_driver_sql("ANALYZE")
+            async with self.transaction(urgent=True) as s:  # a write: SQLite's one writer
+                await s.execute(text("PRAGMA analysis_limit=1000"))
+                await s.execute(text("ANALYZE"))
+
+    def commit_group_now(self) -> None:
+        """See `GroupCommit.commit_now` (nothing to do on PostgreSQL)."""
+        if self._group is not None:
+            self._group.commit_now()
 
     async def close(self) -> None:
         await self.engine.dispose()

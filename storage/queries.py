@@ -3,19 +3,33 @@
 from __future__ import annotations
 
 import difflib
+import functools
 import hashlib
 import json
 import secrets
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from typing import TypeVar
 
-from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Insert,
+    Select,
+    and_,
+    bindparam,
+    delete,
+    func,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
+from .cache import RowCache
 from .models import (
     Adoption,
     BindRequest,
@@ -47,8 +61,11 @@ from .models import (
     Unit,
     UnitAlias,
     UnitKind,
+    new_row,
 )
 from .standings import counted
+
+T = TypeVar("T", Member, Unit)
 
 
 def content_hash(title: str, body: str) -> str:
@@ -111,12 +128,31 @@ class UnitView:
     officers: list[Member]
 
 
+async def cached(
+    s: AsyncSession, model: type[T], key: object, load: Callable[[], Awaitable[T | None]]
+) -> T | None:
+    """A Member (by IM id) or Unit (by id) from the process's RowCache (storage/cache.py)
+    when it holds it, else `load()`, remembered for next time."""
+    cache: RowCache | None = s.info.get("cache")
+    if cache is None:
+        return await load()
+    row = cache.get(s.sync_session, model, key)
+    if row is None:
+        row = await load()
+        if row is not None:
+            cache.put(s.sync_session, row)
+    return row
+
+
+MEMBER_BY_IM = select(Member).where(Member.im_id == bindparam("im_id"))
+
+
 class Units:
     def __init__(self, s: AsyncSession) -> None:
         self.s = s
 
     async def get(self, unit_id: int) -> Unit | None:
-        return await self.s.get(Unit, unit_id)
+        return await cached(self.s, Unit, unit_id, lambda: self.s.get(Unit, unit_id))
 
     async def find(self, text: str) -> Unit | None:
         """An active unit by exact name or alias."""
@@ -239,9 +275,10 @@ class Members:
         return await self.s.get(Member, member_id)
 
     async def by_im(self, im_id: int) -> Member | None:
-        return (
-            await self.s.execute(select(Member).where(Member.im_id == im_id))
-        ).scalar_one_or_none()
+        return await cached(self.s, Member, im_id, lambda: self._by_im(im_id))
+
+    async def _by_im(self, im_id: int) -> Member | None:
+        return (await self.s.execute(MEMBER_BY_IM, {"im_id": im_id})).scalar_one_or_none()
 
     async def ensure(self, im_id: int, name: str, now: datetime) -> Member:
         member = await self.by_im(im_id)
@@ -362,6 +399,76 @@ class BindRequests:
         req.status, req.decided_by, req.decided_at, req.reason = status, by.id, now, reason
 
 
+@dataclass(frozen=True)
+class SubmissionFacts:
+    recent: int  # the submitter's drafts of the last hour (the flood limit)
+    duplicate: int | None  # the unit's draft of the same content, not withdrawn
+    returned: int | None  # the unit's latest returned draft of the same title
+    month_pieces: int  # the unit's pieces that count, first submitted this month until now
+
+
+def _unit_drafts(*where: ColumnElement[bool]) -> Select:
+    return select(Draft.id).where(Draft.unit_id == bindparam("unit"), *where)
+
+
+# One statement for the four lookups of a submission, built once (DESIGN §9).
+SUBMISSION_FACTS = select(
+    select(func.count())
+    .where(Draft.submitter_id == bindparam("member"), Draft.submitted_at >= bindparam("hour_ago"))
+    .scalar_subquery(),
+    _unit_drafts(Draft.content_hash == bindparam("digest"), Draft.status != DraftStatus.withdrawn)
+    .order_by(Draft.id)
+    .limit(1)
+    .scalar_subquery(),
+    _unit_drafts(Draft.status == DraftStatus.returned, Draft.title == bindparam("title"))
+    .order_by(Draft.id.desc())
+    .limit(1)
+    .scalar_subquery(),
+    select(func.count())
+    .where(
+        Draft.unit_id == bindparam("unit"),
+        Draft.piece_at >= bindparam("since"),
+        Draft.piece_at <= bindparam("now"),
+        counted(),
+    )
+    .scalar_subquery(),
+)
+
+
+@dataclass(frozen=True)
+class DraftLine:
+    """A draft as /我的稿件 lists it."""
+
+    id: int
+    submitted_at: datetime
+    title: str
+    status: DraftStatus
+    char_count: int | None
+    points: float
+
+    @property
+    def number(self) -> str:
+        return f"G{self.id}"
+
+
+RECENT_FOR_UNIT = (
+    select(
+        Draft.id,
+        Draft.submitted_at,
+        Draft.title,
+        Draft.status,
+        Draft.char_count,
+        select(func.coalesce(func.sum(PointsEntry.points), 0.0))
+        .where(PointsEntry.draft_id == Draft.id, PointsEntry.void.is_(False))
+        .scalar_subquery(),
+        func.count().over(),  # every draft of the unit, counted before the LIMIT
+    )
+    .where(Draft.unit_id == bindparam("unit"))
+    .order_by(Draft.id.desc())
+    .limit(bindparam("limit"))
+)
+
+
 class Drafts:
     def __init__(self, s: AsyncSession) -> None:
         self.s = s
@@ -381,13 +488,20 @@ class Drafts:
         )
         return (await self.s.execute(q)).scalar_one_or_none()
 
-    async def duplicate_of(self, unit_id: int, digest: str) -> Draft | None:
-        q = select(Draft).where(
-            Draft.unit_id == unit_id,
-            Draft.content_hash == digest,
-            Draft.status != DraftStatus.withdrawn,
-        )
-        return (await self.s.execute(q.order_by(Draft.id))).scalars().first()
+    async def submission_facts(
+        self, draft: Draft, hour_ago: datetime, month_start: datetime
+    ) -> SubmissionFacts:
+        """What a new `draft` (not yet stored) is checked against, in one statement."""
+        params = {
+            "member": draft.submitter_id,
+            "unit": draft.unit_id,
+            "hour_ago": hour_ago,
+            "digest": draft.content_hash,
+            "title": draft.title,
+            "since": month_start,
+            "now": draft.submitted_at,
+        }
+        return SubmissionFacts(*(await self.s.execute(SUBMISSION_FACTS, params)).one())
 
     async def create(self, draft: Draft, actor: Member) -> Draft:
         """Store a draft. A revision (`revision_of`) joins the piece of the draft it revises:
@@ -407,7 +521,13 @@ class Drafts:
         self.s.add(draft)
         await self.s.flush()
         self.s.add(
-            DraftEvent(draft_id=draft.id, action="submit", actor_id=actor.id, at=draft.submitted_at)
+            new_row(
+                DraftEvent,
+                draft_id=draft.id,
+                action="submit",
+                actor_id=actor.id,
+                at=draft.submitted_at,
+            )
         )
         return draft
 
@@ -477,12 +597,10 @@ class Drafts:
         q = select(func.count()).where(Draft.submitter_id == member_id, Draft.submitted_at >= since)
         return (await self.s.execute(q)).scalar_one()
 
-    async def recent_for_unit(self, unit_id: int, limit: int) -> tuple[list[Draft], int]:
-        total = (
-            await self.s.execute(select(func.count()).where(Draft.unit_id == unit_id))
-        ).scalar_one()
-        q = select(Draft).where(Draft.unit_id == unit_id).order_by(Draft.id.desc()).limit(limit)
-        return list((await self.s.execute(q)).scalars()), total
+    async def recent_for_unit(self, unit_id: int, limit: int) -> tuple[list[DraftLine], int]:
+        """The unit's latest drafts with their points, and how many it has in all."""
+        rows = (await self.s.execute(RECENT_FOR_UNIT, {"unit": unit_id, "limit": limit})).all()
+        return [DraftLine(*row[:-1]) for row in rows], rows[0][-1] if rows else 0
 
     async def history(self, draft_id: int) -> list[tuple[DraftEvent, Member | None]]:
         q = (
@@ -531,12 +649,6 @@ class Drafts:
         )
         return [DraftRow(*row) for row in (await self.s.execute(q)).all()], total
 
-    async def returned_with_title(self, unit_id: int, title: str) -> Draft | None:
-        q = select(Draft).where(
-            Draft.unit_id == unit_id, Draft.status == DraftStatus.returned, Draft.title == title
-        )
-        return (await self.s.execute(q.order_by(Draft.id.desc()))).scalars().first()
-
     async def awaiting_file(self, unit_id: int, name: str) -> Draft | None:
         q = select(Draft).where(
             Draft.unit_id == unit_id,
@@ -544,6 +656,23 @@ class Drafts:
             Draft.attachment_name == name,
         )
         return (await self.s.execute(q.order_by(Draft.id))).scalars().first()
+
+
+@functools.cache
+def _claim_statement(dialect: str, expiring: bool) -> Insert:
+    """The INSERT of a processed-event key, built once per dialect and kind: an expiring
+    key that has expired is claimed anew, a key kept for ever never."""
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    stmt = insert(ProcessedEvent).values(
+        key=bindparam("key"), created_at=bindparam("now"), expires_at=bindparam("expires")
+    )
+    if not expiring:
+        return stmt.on_conflict_do_nothing()
+    return stmt.on_conflict_do_update(
+        index_elements=["key"],
+        set_={"created_at": bindparam("now"), "expires_at": bindparam("expires")},
+        where=ProcessedEvent.expires_at <= bindparam("now"),
+    )
 
 
 class Events:
@@ -555,19 +684,10 @@ class Events:
     async def claim(self, key: str, now: datetime, ttl: timedelta | None = None) -> bool:
         """Record `key` (for `ttl`, or for ever); False when it is already recorded
         and not expired (a redelivery). An expired key is claimed anew."""
-        dialect = self.s.bind.dialect.name
-        insert = pg_insert if dialect == "postgresql" else sqlite_insert
         expires = now + ttl if ttl is not None else None
-        stmt = insert(ProcessedEvent).values(key=key, created_at=now, expires_at=expires)
-        if ttl is None:
-            stmt = stmt.on_conflict_do_nothing()
-        else:
-            stmt = stmt.on_conflict_do_update(
-                index_elements=["key"],
-                set_={"created_at": now, "expires_at": expires},
-                where=ProcessedEvent.expires_at <= now,
-            )
-        result = await self.s.execute(stmt)
+        stmt = _claim_statement(self.s.bind.dialect.name, expiring=ttl is not None)
+        connection = await self.s.connection()  # Core: the session would run a bulk insert
+        result = await connection.execute(stmt, {"key": key, "now": now, "expires": expires})
         return result.rowcount == 1
 
     async def prune(self, now: datetime) -> int:
@@ -601,7 +721,8 @@ class OutboxQueue:
         priority: int = 0,
     ) -> None:
         self.s.add(
-            Outbox(
+            new_row(
+                Outbox,
                 self_id=self_id,
                 target_type=target_type,
                 target_id=target_id,

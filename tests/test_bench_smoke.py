@@ -29,7 +29,8 @@ def test_ingest_benchmark_runs():
     """All three servers (NoneBot2 installed into bench/.venv-nonebot on first use), tiny sizes."""
     result = subprocess.run(
         [sys.executable, "bench/ingest.py", "--events", "60", "--senders", "1", "5", "--rounds", "1",
-         "--rush", "6", "--rush-officers", "3", "--rush-seconds", "2", "--drain-seconds", "30"],
+         "--rush", "6", "--rush-officers", "3", "--rush-seconds", "2", "--drain-seconds", "30",
+         "--cost-events", "10"],
         cwd=ROOT, capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
@@ -38,6 +39,9 @@ def test_ingest_benchmark_runs():
     assert (
         "xinxibot/nonebot2" in result.stdout and "lost: 0; duplicated receipts: 0" in result.stdout
     )
+    costs = [line.split() for line in result.stdout.splitlines() if line.startswith("xinxibot  ")]
+    submit = next(row for row in costs if row[1] == "/报送")  # CPU, SQL and commits per event
+    assert int(submit[2]) == 10 and float(submit[4]) > 0 and float(submit[5]) > 0, costs
 
 
 def test_hostile_files_benchmark_runs():
@@ -83,7 +87,7 @@ def test_benchmarks_run_on_postgres(tmp_path):
     assert "custom/pg" in scale.stdout and "HashAggregate" in scale.stdout
     ingest = subprocess.run(
         [sys.executable, "bench/ingest.py", "--events", "40", "--senders", "1", "4", "--rounds", "1", "--rush", "0",
-         "--no-nonebot", "--postgres", pgtest.BASE_URL],
+         "--no-nonebot", "--cost-events", "0", "--postgres", pgtest.BASE_URL],
         cwd=ROOT, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert ingest.returncode == 0, ingest.stdout + ingest.stderr
