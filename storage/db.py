@@ -276,12 +276,20 @@ class GroupCommit:
                 group = self._open = _Group(self.sessions())
                 await group.session.begin()
             group.size += 1
+            first = group.size == 1  # alone so far: a failure rolls the transaction back
             group.working = True
             try:
-                async with group.session.begin_nested():
+                if first:
                     yield group.session
+                else:
+                    async with group.session.begin_nested():
+                        yield group.session
             except BaseException as exc:  # its savepoint is rolled back; the group goes on
                 failure = exc
+                if first:
+                    self._open = None
+                    await group.session.close()  # rolls back; a new group starts afresh
+                    raise
             finally:
                 group.working = False
             # Statements run on the loop thread without yielding, so events that arrived

@@ -70,6 +70,30 @@ async def test_queued_transactions_commit_together_and_a_failing_one_alone(tmp_p
 
 
 @pytest.mark.sqlite_only("group commit shares SQLite's one writer; PostgreSQL has no write lock")
+async def test_when_the_first_of_a_group_fails_the_others_still_commit(tmp_path):
+    db = await _database(tmp_path)
+    release = asyncio.Event()
+
+    async def add(name: str, hold: asyncio.Event | None = None) -> None:
+        async with db.transaction() as s:
+            s.add(Unit(name=name, created_at=NOW))
+            await s.flush()
+            if hold is not None:
+                await hold.wait()
+                raise ValueError(name)
+
+    first = asyncio.create_task(add("一", hold=release))
+    await asyncio.sleep(0)
+    others = [asyncio.create_task(add(n)) for n in ("二", "三")]
+    await asyncio.sleep(0)
+    release.set()
+    results = await asyncio.gather(first, *others, return_exceptions=True)
+    assert [type(r).__name__ for r in results] == ["ValueError", "NoneType", "NoneType"]
+    assert await _units(db) == ["城关镇", "二", "三"]
+    await db.close()
+
+
+@pytest.mark.sqlite_only("group commit shares SQLite's one writer; PostgreSQL has no write lock")
 async def test_nobody_leaves_before_the_group_commits(tmp_path):
     db = await _database(tmp_path)
     first_done, second_in, release = asyncio.Event(), asyncio.Event(), asyncio.Event()
