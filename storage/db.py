@@ -284,7 +284,7 @@ class GroupCommit:
                 else:
                     async with group.session.begin_nested():
                         yield group.session
-            except BaseException as exc:  # its savepoint is rolled back; the group goes on
+            except BaseException as exc:  # rolled back to its savepoint; the group goes on
                 failure = exc
                 if first:
                     self._open = None
