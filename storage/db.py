@@ -295,7 +295,11 @@ class GroupCommit:
             # Statements run on the loop thread without yielding, so events that arrived
             # meanwhile queue only now: one turn of the loop lets them, to join the group.
             await asyncio.sleep(0)
-            if self._open is group and (not self.lock.contended() or group.size >= MAX_GROUP):
+            # An urgent transaction (the sender's status updates) commits at once: the
+            # delivery of every waiting receipt waits for it.
+            if self._open is group and (
+                urgent or not self.lock.contended() or group.size >= MAX_GROUP
+            ):
                 await self._commit(group)  # (unless `commit_now` already did)
         if failure is not None:
             raise failure
