@@ -1,0 +1,179 @@
+"""Start-up: the time from spawning `xinxibot run` until it answers HTTP, and its idle RSS.
+
+    python bench/startup.py                        # an empty SQLite database and a county-sized one
+    python bench/startup.py --runs 11              # more runs per database (the median is printed)
+    python bench/startup.py --postgres postgresql+asyncpg://postgres@127.0.0.1:5432/test
+    python bench/startup.py --no-bytecode-cache    # every module compiled from source each run
+
+DESIGN §9: start-up under 1 s on an empty database, RSS under 100 MB at idle.
+
+Every timed run spawns the real `xinxibot run` (`python -m bot.cli run`) and polls its port;
+the RSS is VmRSS after 3 s idle. By default the children write and reuse bytecode in a
+private cache (PYTHONPYCACHEPREFIX in a temporary directory, one uncounted warm-up run), as
+an installed package does; with PYTHONDONTWRITEBYTECODE set (as on the development VM) the
+project's own modules are compiled from source at every start, which `--no-bytecode-cache`
+keeps. Then, from one more run of each kind: the bot's own account of its start
+(the "started in" log line: migrations, cluster, statistics, jobs and hooks, sender) and
+the import time by top-level package (`-X importtime`), and the wall time of
+`python -c "import bot.cli, handlers"` beside `python -c pass`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from ingest import PostgresDatabases, free_port, spawn, wait_ready  # the process helpers
+
+ROOT = Path(__file__).resolve().parents[1]
+IDLE_SECONDS = 3.0
+
+
+def child_env(pycache: Path | None) -> dict[str, str]:
+    env = {"PYTHONPATH": str(ROOT)}
+    if pycache is not None:
+        env["PYTHONPYCACHEPREFIX"] = str(pycache)
+    return env
+
+
+def start_once(url: str, work: Path, env: dict[str, str], python_args: tuple[str, ...] = ()):
+    """Spawn `xinxibot run` on `url`; (seconds until HTTP answers, RSS MB after idling, log)."""
+    port = free_port()
+    config = work / "xinxibot.toml"
+    config.write_text(f'[bot]\ndatabase = "{url}"\nlisten = "127.0.0.1:{port}"\n'
+                      '[onebot]\nself_id = 3300000001\ngroups = [700100200]\napi_url = ""\n',
+                      encoding="utf-8")  # fmt: skip
+    cmd = [sys.executable, *python_args, "-m", "bot.cli", "run", "--config", str(config)]
+    start = time.perf_counter()
+    server = spawn("xinxibot", cmd, port, work, env)
+    try:
+        asyncio.run(wait_ready(server))
+        seconds = time.perf_counter() - start
+        time.sleep(IDLE_SECONDS)
+        rss = server.rss_mb()
+    finally:
+        server.stop()
+    return seconds, rss, server.log.read_text(encoding="utf-8", errors="replace")
+
+
+def fresh_url(kind: str, work: Path, county: Path, pg: PostgresDatabases | None, n: int) -> str:
+    """A database for one run: a new empty one, or the county file (already migrated)."""
+    if kind == "empty":
+        return f"sqlite+aiosqlite:///{work / 'empty.db'}"
+    if kind == "county":
+        return f"sqlite+aiosqlite:///{county}"
+    assert pg is not None
+    return pg.create(f"startup{n}")  # empty/pg: a new database each run
+
+
+def measure(kind: str, runs: int, county: Path, pg: PostgresDatabases | None, env: dict) -> dict:
+    times, rss = [], []
+    for n in range(runs + 1):  # the first run warms the bytecode cache and the page cache
+        with tempfile.TemporaryDirectory() as tmp:
+            url = fresh_url(kind, Path(tmp), county, pg, n)
+            seconds, mb, _ = start_once(url, Path(tmp), env)
+        if n:
+            times.append(seconds)
+            rss.append(mb)
+    with tempfile.TemporaryDirectory() as tmp:  # one more run, for the breakdown
+        url = fresh_url(kind, Path(tmp), county, pg, runs + 1)
+        _, _, log = start_once(url, Path(tmp), env, ("-X", "importtime"))
+    if pg is not None:
+        pg.drop_all()
+    return {"times": times, "rss": statistics.median(rss), "log": log}
+
+
+PHASES = re.compile(r"started in (\d+) ms \((.*)\)")
+
+
+def breakdown(log: str) -> tuple[str, Counter]:
+    """The bot's phase line and the import time (ms) per top-level package."""
+    phases = next((m.group(0) for m in PHASES.finditer(log)), "no 'started in' line")
+    imports: Counter = Counter()
+    for line in log.splitlines():
+        m = re.match(r"import time:\s+(\d+) \|\s+\d+ \|\s*([\w.]+)", line)
+        if m:
+            imports[m.group(2).split(".")[0]] += int(m.group(1)) / 1000
+    return phases, imports
+
+
+def wall(cmd: list[str], env: dict, runs: int) -> float:
+    """Median wall seconds of a short command."""
+    out = []
+    for _ in range(runs + 1):
+        t = time.perf_counter()
+        subprocess.run(cmd, cwd=ROOT, env={**os.environ, **env}, check=True)
+        out.append(time.perf_counter() - t)
+    return statistics.median(out[1:])
+
+
+def county_database(path: Path) -> None:
+    """The county scale of bench/scale.py: 50 units, 5,000 drafts, 1,000 adoptions."""
+    import scale
+
+    asyncio.run(scale.create_schema(f"sqlite+aiosqlite:///{path}"))
+    scale.generate(path, **scale.SCALES["county"], years=4.0)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--runs", type=int, default=7, help="timed runs per database (median)")
+    p.add_argument("--postgres", metavar="URL", help="also an empty PostgreSQL database per run "
+                   "(postgresql+asyncpg://USER@HOST:PORT/DB; creates and drops databases)")  # fmt: skip
+    p.add_argument("--no-bytecode-cache", action="store_true",
+                   help="leave PYTHONDONTWRITEBYTECODE as it is (no private bytecode cache)")  # fmt: skip
+    args = p.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        pycache = None
+        if not args.no_bytecode_cache:
+            pycache = work / "pycache"
+            os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+        env = child_env(pycache)
+        county = work / "county.db"
+        county_database(county)
+        kinds = ["empty", "county"]
+        pg = None
+        if args.postgres:
+            pg = PostgresDatabases(args.postgres)
+            kinds.append("empty/pg")
+        bytecode = "private bytecode cache" if pycache else "PYTHONDONTWRITEBYTECODE as set"
+        print(f"xinxibot run until HTTP answers: median of {args.runs} runs ({bytecode})")
+        print(f"{'database':<10}{'median s':>10}{'min s':>8}{'max s':>8}{'idle RSS MB':>13}")
+        results = {}
+        try:
+            for kind in kinds:
+                r = results[kind] = measure(kind, args.runs, county, pg, env)
+                t = r["times"]
+                print(f"{kind:<10}{statistics.median(t):>10.2f}{min(t):>8.2f}{max(t):>8.2f}"
+                      f"{r['rss']:>13.0f}", flush=True)  # fmt: skip
+        finally:
+            if pg is not None:
+                pg.drop_all()
+        for kind, r in results.items():
+            phases, imports = breakdown(r["log"])
+            top = ", ".join(f"{name} {ms:.0f}" for name, ms in imports.most_common(8))
+            print(f"\n{kind}: {phases}")
+            print(f"  imports {sum(imports.values()):.0f} ms (under -X importtime): {top}")
+        bare = wall([sys.executable, "-c", "pass"], env, args.runs)
+        imports = wall([sys.executable, "-c", "import bot.cli, handlers"], env, args.runs)
+        print(f"\npython -c pass: {bare * 1000:.0f} ms; "
+              f"python -c 'import bot.cli, handlers': {imports * 1000:.0f} ms")  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
