@@ -11,8 +11,6 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
 from sqlalchemy import and_, delete, func, or_, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -555,8 +553,10 @@ class Events:
     async def claim(self, key: str, now: datetime, ttl: timedelta | None = None) -> bool:
         """Record `key` (for `ttl`, or for ever); False when it is already recorded
         and not expired (a redelivery). An expired key is claimed anew."""
-        dialect = self.s.bind.dialect.name
-        insert = pg_insert if dialect == "postgresql" else sqlite_insert
+        if self.s.bind.dialect.name == "postgresql":  # only the dialect in use is loaded
+            from sqlalchemy.dialects.postgresql import insert
+        else:
+            from sqlalchemy.dialects.sqlite import insert
         expires = now + ttl if ttl is not None else None
         stmt = insert(ProcessedEvent).values(key=key, created_at=now, expires_at=expires)
         if ttl is None:
