@@ -4,11 +4,12 @@
     python bench/startup.py --runs 11              # more runs per database (the median is printed)
     python bench/startup.py --postgres postgresql+asyncpg://postgres@127.0.0.1:5432/test
     python bench/startup.py --no-bytecode-cache    # every module compiled from source each run
+    python bench/startup.py --root /old/checkout   # the same runs on another checkout
 
 DESIGN §9: start-up under 1 s on an empty database, RSS under 100 MB at idle.
 
 Every timed run spawns the real `xinxibot run` (`python -m bot.cli run`) and polls its port;
-the RSS is VmRSS after 3 s idle. By default the children write and reuse bytecode in a
+the RSS is VmRSS after 3 s idle (`--idle`). By default the children write and reuse bytecode in a
 private cache (PYTHONPYCACHEPREFIX in a temporary directory, one uncounted warm-up run), as
 an installed package does; with PYTHONDONTWRITEBYTECODE set (as on the development VM) the
 project's own modules are compiled from source at every start, which `--no-bytecode-cache`
@@ -37,17 +38,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ingest import PostgresDatabases, free_port, spawn, wait_ready  # the process helpers
 
 ROOT = Path(__file__).resolve().parents[1]
-IDLE_SECONDS = 3.0
 
 
-def child_env(pycache: Path | None) -> dict[str, str]:
-    env = {"PYTHONPATH": str(ROOT)}
+def child_env(pycache: Path | None, root: Path) -> dict[str, str]:
+    env = {"PYTHONPATH": str(root)}  # ahead of an editable install of another checkout
     if pycache is not None:
         env["PYTHONPYCACHEPREFIX"] = str(pycache)
     return env
 
 
-def start_once(url: str, work: Path, env: dict[str, str], python_args: tuple[str, ...] = ()):
+def start_once(url: str, work: Path, env: dict[str, str], idle: float,
+               python_args: tuple[str, ...] = ()):  # fmt: skip
     """Spawn `xinxibot run` on `url`; (seconds until HTTP answers, RSS MB after idling, log)."""
     port = free_port()
     config = work / "xinxibot.toml"
@@ -60,7 +61,7 @@ def start_once(url: str, work: Path, env: dict[str, str], python_args: tuple[str
     try:
         asyncio.run(wait_ready(server))
         seconds = time.perf_counter() - start
-        time.sleep(IDLE_SECONDS)
+        time.sleep(idle)
         rss = server.rss_mb()
     finally:
         server.stop()
@@ -77,18 +78,19 @@ def fresh_url(kind: str, work: Path, county: Path, pg: PostgresDatabases | None,
     return pg.create(f"startup{n}")  # empty/pg: a new database each run
 
 
-def measure(kind: str, runs: int, county: Path, pg: PostgresDatabases | None, env: dict) -> dict:
+def measure(kind: str, runs: int, county: Path, pg: PostgresDatabases | None, env: dict,
+            idle: float) -> dict:  # fmt: skip
     times, rss = [], []
     for n in range(runs + 1):  # the first run warms the bytecode cache and the page cache
         with tempfile.TemporaryDirectory() as tmp:
             url = fresh_url(kind, Path(tmp), county, pg, n)
-            seconds, mb, _ = start_once(url, Path(tmp), env)
+            seconds, mb, _ = start_once(url, Path(tmp), env, idle)
         if n:
             times.append(seconds)
             rss.append(mb)
     with tempfile.TemporaryDirectory() as tmp:  # one more run, for the breakdown
         url = fresh_url(kind, Path(tmp), county, pg, runs + 1)
-        _, _, log = start_once(url, Path(tmp), env, ("-X", "importtime"))
+        _, _, log = start_once(url, Path(tmp), env, 0, ("-X", "importtime"))
     if pg is not None:
         pg.drop_all()
     return {"times": times, "rss": statistics.median(rss), "log": log}
@@ -113,7 +115,7 @@ def wall(cmd: list[str], env: dict, runs: int) -> float:
     out = []
     for _ in range(runs + 1):
         t = time.perf_counter()
-        subprocess.run(cmd, cwd=ROOT, env={**os.environ, **env}, check=True)
+        subprocess.run(cmd, cwd=env["PYTHONPATH"], env={**os.environ, **env}, check=True)
         out.append(time.perf_counter() - t)
     return statistics.median(out[1:])
 
@@ -133,6 +135,8 @@ def main() -> int:
     p.add_argument("--runs", type=int, default=7, help="timed runs per database (median)")
     p.add_argument("--postgres", metavar="URL", help="also an empty PostgreSQL database per run "
                    "(postgresql+asyncpg://USER@HOST:PORT/DB; creates and drops databases)")  # fmt: skip
+    p.add_argument("--idle", type=float, default=3.0, help="seconds idle before the RSS is read")
+    p.add_argument("--root", type=Path, default=ROOT, help="the checkout to start")
     p.add_argument("--no-bytecode-cache", action="store_true",
                    help="leave PYTHONDONTWRITEBYTECODE as it is (no private bytecode cache)")  # fmt: skip
     args = p.parse_args()
@@ -142,7 +146,7 @@ def main() -> int:
         if not args.no_bytecode_cache:
             pycache = work / "pycache"
             os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
-        env = child_env(pycache)
+        env = child_env(pycache, args.root.resolve())
         county = work / "county.db"
         county_database(county)
         kinds = ["empty", "county"]
@@ -151,12 +155,13 @@ def main() -> int:
             pg = PostgresDatabases(args.postgres)
             kinds.append("empty/pg")
         bytecode = "private bytecode cache" if pycache else "PYTHONDONTWRITEBYTECODE as set"
-        print(f"xinxibot run until HTTP answers: median of {args.runs} runs ({bytecode})")
+        print(f"{args.root.resolve()}: xinxibot run until HTTP answers, median of {args.runs} runs "
+              f"({bytecode})")  # fmt: skip
         print(f"{'database':<10}{'median s':>10}{'min s':>8}{'max s':>8}{'idle RSS MB':>13}")
         results = {}
         try:
             for kind in kinds:
-                r = results[kind] = measure(kind, args.runs, county, pg, env)
+                r = results[kind] = measure(kind, args.runs, county, pg, env, args.idle)
                 t = r["times"]
                 print(f"{kind:<10}{statistics.median(t):>10.2f}{min(t):>8.2f}{max(t):>8.2f}"
                       f"{r['rss']:>13.0f}", flush=True)  # fmt: skip
