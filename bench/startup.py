@@ -9,13 +9,15 @@
 DESIGN §9: start-up under 1 s on an empty database, RSS under 100 MB at idle.
 
 Every timed run spawns the real `xinxibot run` (`python -m bot.cli run`) and polls its port;
-the RSS is VmRSS after 3 s idle (`--idle`). By default the children write and reuse bytecode in a
-private cache (PYTHONPYCACHEPREFIX in a temporary directory, one uncounted warm-up run), as
-an installed package does; with PYTHONDONTWRITEBYTECODE set (as on the development VM) the
-project's own modules are compiled from source at every start, which `--no-bytecode-cache`
-keeps. Then, from one more run of each kind: the bot's own account of its start
-(the "started in" log line: migrations, cluster, statistics, jobs and hooks, sender) and
-the import time by top-level package (`-X importtime`), and the wall time of
+the RSS is VmRSS after 3 s idle (`--idle`). "cpu s" is the bot's user + system time when it
+answered (median): on a shared machine it moves less than the wall time. By default the
+children write and reuse bytecode in a private cache (PYTHONPYCACHEPREFIX in a temporary
+directory, one uncounted warm-up run), as an installed package does; with
+PYTHONDONTWRITEBYTECODE set (as on the development VM) the project's own modules are
+compiled from source at every start, which `--no-bytecode-cache` keeps. Then, from one
+more run of each kind: the bot's own account of its start (the "started in" log line:
+migrations, cluster, statistics, jobs and hooks, sender), the import time by top-level
+package (`-X importtime`, which inflates it), and the wall time of
 `python -c "import bot.cli, handlers"` beside `python -c pass`.
 """
 
@@ -31,6 +33,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -47,9 +50,26 @@ def child_env(pycache: Path | None, root: Path) -> dict[str, str]:
     return env
 
 
+@dataclass
+class Run:
+    seconds: float  # from spawning until HTTP answers
+    cpu: float  # the bot's user + system seconds by then (less disturbed by other load)
+    rss: float  # MB after idling
+    log: str
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system time of a running process (Linux; NaN elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def start_once(url: str, work: Path, env: dict[str, str], idle: float,
-               python_args: tuple[str, ...] = ()):  # fmt: skip
-    """Spawn `xinxibot run` on `url`; (seconds until HTTP answers, RSS MB after idling, log)."""
+               python_args: tuple[str, ...] = ()) -> Run:  # fmt: skip
+    """Spawn `xinxibot run` on `url` and wait until it answers HTTP, then idle."""
     port = free_port()
     config = work / "xinxibot.toml"
     config.write_text(f'[bot]\ndatabase = "{url}"\nlisten = "127.0.0.1:{port}"\n'
@@ -61,11 +81,12 @@ def start_once(url: str, work: Path, env: dict[str, str], idle: float,
     try:
         asyncio.run(wait_ready(server))
         seconds = time.perf_counter() - start
+        cpu = cpu_seconds(server.proc.pid)
         time.sleep(idle)
         rss = server.rss_mb()
     finally:
         server.stop()
-    return seconds, rss, server.log.read_text(encoding="utf-8", errors="replace")
+    return Run(seconds, cpu, rss, server.log.read_text(encoding="utf-8", errors="replace"))
 
 
 def fresh_url(kind: str, work: Path, county: Path, pg: PostgresDatabases | None, n: int) -> str:
@@ -80,20 +101,24 @@ def fresh_url(kind: str, work: Path, county: Path, pg: PostgresDatabases | None,
 
 def measure(kind: str, runs: int, county: Path, pg: PostgresDatabases | None, env: dict,
             idle: float) -> dict:  # fmt: skip
-    times, rss = [], []
+    done = []
     for n in range(runs + 1):  # the first run warms the bytecode cache and the page cache
         with tempfile.TemporaryDirectory() as tmp:
             url = fresh_url(kind, Path(tmp), county, pg, n)
-            seconds, mb, _ = start_once(url, Path(tmp), env, idle)
+            run = start_once(url, Path(tmp), env, idle)
         if n:
-            times.append(seconds)
-            rss.append(mb)
+            done.append(run)
     with tempfile.TemporaryDirectory() as tmp:  # one more run, for the breakdown
         url = fresh_url(kind, Path(tmp), county, pg, runs + 1)
-        _, _, log = start_once(url, Path(tmp), env, 0, ("-X", "importtime"))
+        log = start_once(url, Path(tmp), env, 0, ("-X", "importtime")).log
     if pg is not None:
         pg.drop_all()
-    return {"times": times, "rss": statistics.median(rss), "log": log}
+    return {
+        "times": [r.seconds for r in done],
+        "cpu": statistics.median(r.cpu for r in done),
+        "rss": statistics.median(r.rss for r in done),
+        "log": log,
+    }
 
 
 PHASES = re.compile(r"started in (\d+) ms \((.*)\)")
@@ -157,14 +182,16 @@ def main() -> int:
         bytecode = "private bytecode cache" if pycache else "PYTHONDONTWRITEBYTECODE as set"
         print(f"{args.root.resolve()}: xinxibot run until HTTP answers, median of {args.runs} runs "
               f"({bytecode})")  # fmt: skip
-        print(f"{'database':<10}{'median s':>10}{'min s':>8}{'max s':>8}{'idle RSS MB':>13}")
+        print(
+            f"{'database':<10}{'median s':>10}{'min s':>8}{'max s':>8}{'cpu s':>8}{'idle RSS MB':>13}"
+        )
         results = {}
         try:
             for kind in kinds:
                 r = results[kind] = measure(kind, args.runs, county, pg, env, args.idle)
                 t = r["times"]
                 print(f"{kind:<10}{statistics.median(t):>10.2f}{min(t):>8.2f}{max(t):>8.2f}"
-                      f"{r['rss']:>13.0f}", flush=True)  # fmt: skip
+                      f"{r['cpu']:>8.2f}{r['rss']:>13.0f}", flush=True)  # fmt: skip
         finally:
             if pg is not None:
                 pg.drop_all()
