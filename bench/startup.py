@@ -5,6 +5,7 @@
     python bench/startup.py --postgres postgresql+asyncpg://postgres@127.0.0.1:5432/test
     python bench/startup.py --no-bytecode-cache    # every module compiled from source each run
     python bench/startup.py --root /old/checkout   # the same runs on another checkout
+    python bench/startup.py --vs /old/checkout     # this one (A) and another (B) in turns
 
 DESIGN §9: start-up under 1 s on an empty database, RSS under 100 MB at idle.
 
@@ -99,26 +100,33 @@ def fresh_url(kind: str, work: Path, county: Path, pg: PostgresDatabases | None,
     return pg.create(f"startup{n}")  # empty/pg: a new database each run
 
 
-def measure(kind: str, runs: int, county: Path, pg: PostgresDatabases | None, env: dict,
-            idle: float) -> dict:  # fmt: skip
-    done = []
+def measure(kind: str, runs: int, county: Path, pg: PostgresDatabases | None, envs: list[dict],
+            idle: float) -> list[dict]:  # fmt: skip
+    """Runs of each checkout in turn (A B A B ...), so a drift of the machine hits both."""
+    done: list[list[Run]] = [[] for _ in envs]
     for n in range(runs + 1):  # the first run warms the bytecode cache and the page cache
+        for i, env in enumerate(envs):
+            with tempfile.TemporaryDirectory() as tmp:
+                url = fresh_url(kind, Path(tmp), county, pg, n * len(envs) + i)
+                run = start_once(url, Path(tmp), env, idle)
+            if n:
+                done[i].append(run)
+    logs = []
+    for i, env in enumerate(envs):  # one more run each, for the breakdown
         with tempfile.TemporaryDirectory() as tmp:
-            url = fresh_url(kind, Path(tmp), county, pg, n)
-            run = start_once(url, Path(tmp), env, idle)
-        if n:
-            done.append(run)
-    with tempfile.TemporaryDirectory() as tmp:  # one more run, for the breakdown
-        url = fresh_url(kind, Path(tmp), county, pg, runs + 1)
-        log = start_once(url, Path(tmp), env, 0, ("-X", "importtime")).log
+            url = fresh_url(kind, Path(tmp), county, pg, (runs + 1) * len(envs) + i)
+            logs.append(start_once(url, Path(tmp), env, 0, ("-X", "importtime")).log)
     if pg is not None:
         pg.drop_all()
-    return {
-        "times": [r.seconds for r in done],
-        "cpu": statistics.median(r.cpu for r in done),
-        "rss": statistics.median(r.rss for r in done),
-        "log": log,
-    }
+    return [
+        {
+            "times": [r.seconds for r in rs],
+            "cpus": [r.cpu for r in rs],
+            "rss": statistics.median(r.rss for r in rs),
+            "log": log,
+        }
+        for rs, log in zip(done, logs, strict=True)
+    ]
 
 
 PHASES = re.compile(r"started in (\d+) ms \((.*)\)")
@@ -161,17 +169,23 @@ def main() -> int:
     p.add_argument("--postgres", metavar="URL", help="also an empty PostgreSQL database per run "
                    "(postgresql+asyncpg://USER@HOST:PORT/DB; creates and drops databases)")  # fmt: skip
     p.add_argument("--idle", type=float, default=3.0, help="seconds idle before the RSS is read")
-    p.add_argument("--root", type=Path, default=ROOT, help="the checkout to start")
+    p.add_argument("--root", type=Path, default=ROOT, help="the checkout to start (A)")
+    p.add_argument("--vs", type=Path, help="another checkout (B), its runs taking turns with A's")
     p.add_argument("--no-bytecode-cache", action="store_true",
                    help="leave PYTHONDONTWRITEBYTECODE as it is (no private bytecode cache)")  # fmt: skip
     args = p.parse_args()
+    roots = [args.root.resolve(), *([args.vs.resolve()] if args.vs else [])]
+    names = ["A", "B"][: len(roots)]
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         pycache = None
         if not args.no_bytecode_cache:
             pycache = work / "pycache"
             os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
-        env = child_env(pycache, args.root.resolve())
+        envs = [
+            child_env(pycache / name if pycache else None, root)
+            for name, root in zip(names, roots, strict=True)
+        ]
         county = work / "county.db"
         county_database(county)
         kinds = ["empty", "county"]
@@ -180,30 +194,39 @@ def main() -> int:
             pg = PostgresDatabases(args.postgres)
             kinds.append("empty/pg")
         bytecode = "private bytecode cache" if pycache else "PYTHONDONTWRITEBYTECODE as set"
-        print(f"{args.root.resolve()}: xinxibot run until HTTP answers, median of {args.runs} runs "
-              f"({bytecode})")  # fmt: skip
-        print(
-            f"{'database':<10}{'median s':>10}{'min s':>8}{'max s':>8}{'cpu s':>8}{'idle RSS MB':>13}"
-        )
+        print(f"xinxibot run until HTTP answers, median of {args.runs} runs ({bytecode})")
+        for name, root in zip(names, roots, strict=True):
+            print(f"  {name}: {root}")
+        print(f"{'database':<10}{'':<3}{'median s':>10}{'min s':>8}{'max s':>8}{'cpu s':>8}"
+              f"{'idle RSS MB':>13}{'A/B s':>8}{'A/B cpu':>9}")  # fmt: skip
         results = {}
         try:
             for kind in kinds:
-                r = results[kind] = measure(kind, args.runs, county, pg, env, args.idle)
-                t = r["times"]
-                print(f"{kind:<10}{statistics.median(t):>10.2f}{min(t):>8.2f}{max(t):>8.2f}"
-                      f"{r['cpu']:>8.2f}{r['rss']:>13.0f}", flush=True)  # fmt: skip
+                rs = results[kind] = measure(kind, args.runs, county, pg, envs, args.idle)
+                for name, r in zip(names, rs, strict=True):
+                    t = r["times"]
+                    ratios = ""
+                    if name == "B":  # the median of the paired ratios
+                        a = rs[0]
+                        ratios = (f"{statistics.median(x / y for x, y in zip(a['times'], t, strict=True)):>8.2f}"
+                                  f"{statistics.median(x / y for x, y in zip(a['cpus'], r['cpus'], strict=True)):>9.2f}")  # fmt: skip
+                    print(f"{kind:<10}{name:<3}{statistics.median(t):>10.2f}{min(t):>8.2f}{max(t):>8.2f}"
+                          f"{statistics.median(r['cpus']):>8.2f}{r['rss']:>13.0f}{ratios}", flush=True)  # fmt: skip
         finally:
             if pg is not None:
                 pg.drop_all()
-        for kind, r in results.items():
-            phases, imports = breakdown(r["log"])
-            top = ", ".join(f"{name} {ms:.0f}" for name, ms in imports.most_common(8))
-            print(f"\n{kind}: {phases}")
-            print(f"  imports {sum(imports.values()):.0f} ms (under -X importtime): {top}")
-        bare = wall([sys.executable, "-c", "pass"], env, args.runs)
-        imports = wall([sys.executable, "-c", "import bot.cli, handlers"], env, args.runs)
-        print(f"\npython -c pass: {bare * 1000:.0f} ms; "
-              f"python -c 'import bot.cli, handlers': {imports * 1000:.0f} ms")  # fmt: skip
+        for kind, rs in results.items():
+            for name, r in zip(names, rs, strict=True):
+                phases, imports = breakdown(r["log"])
+                top = ", ".join(f"{pkg} {ms:.0f}" for pkg, ms in imports.most_common(8))
+                print(f"\n{kind} {name}: {phases}")
+                print(f"  imports {sum(imports.values()):.0f} ms (under -X importtime): {top}")
+        print()
+        for name, env in zip(names, envs, strict=True):
+            bare = wall([sys.executable, "-c", "pass"], env, args.runs)
+            imports = wall([sys.executable, "-c", "import bot.cli, handlers"], env, args.runs)
+            print(f"{name}: python -c pass: {bare * 1000:.0f} ms; "
+                  f"python -c 'import bot.cli, handlers': {imports * 1000:.0f} ms")  # fmt: skip
     return 0
 
 
