@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 from datetime import timedelta
@@ -36,6 +37,23 @@ log = logging.getLogger(__name__)
 
 TICK_SECONDS = 30.0
 PRUNE_EVERY = timedelta(hours=1)  # how often expired event keys and console sessions go
+
+
+class _Phases:
+    """Wall time of each start-up phase, for one log line (bench/startup.py reads it)."""
+
+    def __init__(self) -> None:
+        self.start = self.last = time.perf_counter()
+        self.ms: dict[str, float] = {}
+
+    def end(self, name: str) -> None:
+        now = time.perf_counter()
+        self.ms[name] = (now - self.last) * 1000
+        self.last = now
+
+    def __str__(self) -> str:
+        parts = ", ".join(f"{name} {ms:.0f}" for name, ms in self.ms.items())
+        return f"{(self.last - self.start) * 1000:.0f} ms ({parts})"
 
 
 class BotApp:
@@ -111,14 +129,20 @@ class BotApp:
         """Migrate, run `prepare` (the demo seeds its county here), join the cluster, then
         the routers' start-up hooks (jobs, conversations, interrupted downloads), then the
         sender and the forward WebSockets."""
+        phases = _Phases()
         async with self.cluster.starting():
+            phases.end("start-up lock")
             await migrate.upgrade(self.db.engine)
+            phases.end("migrations")
             if prepare is not None:
                 await prepare()
+                phases.end("prepare")
             await self.cluster.join()
+            phases.end("cluster")
             now = self.clock.now()
             await self.db.optimize()
             self._analyzed_on = now.date()
+            phases.end("statistics")
             async with self.db.transaction() as s:
                 repo = Repo(s)
                 for im_id in sorted(self.config.coordinator_ids):
@@ -126,12 +150,15 @@ class BotApp:
             self.scheduler.start(paused=not self.cluster.leader)
             for hook in self.registry.startup:
                 await hook(self)
+            phases.end("jobs and hooks")
             await self.sender.start()
+            phases.end("sender")
         self.cluster.start()
         for connection in self.forward:
             connection.start()
         if tick:
             self._ticker = asyncio.create_task(self._tick_forever(), name="ticker")
+        log.info("started in %s", phases)
 
     async def stop(self) -> None:
         await self.cluster.leave()

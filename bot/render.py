@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from functools import cached_property
+import contextlib
+import hashlib
+import pickle
+from functools import cache, cached_property
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +38,39 @@ def _cut(line: str, width: int) -> list[str]:
     return [line[i : i + width] for i in range(0, len(line), width)]
 
 
+def _bytecode_cache(env: jinja2.Environment) -> jinja2.BytecodeCache | None:
+    """Compiled templates kept between runs in the user's temporary directory (Jinja2
+    checks it is private): a template's first render compiles it, ~60 ms for cli.txt.j2,
+    which `xinxibot run` renders as it starts. Entries are per source (Jinja2's checksum)
+    and per environment: what changes the compiled code is in the file name."""
+    settings = (jinja2.__version__, env.autoescape, env.trim_blocks, env.lstrip_blocks,
+                env.keep_trailing_newline, sorted(env.filters))  # fmt: skip
+    return _cache_for(hashlib.sha256(repr(settings).encode()).hexdigest()[:16])
+
+
+class _QuietBytecodeCache(jinja2.FileSystemBytecodeCache):
+    """Never fails a render: an entry it cannot read is compiled again, one it cannot
+    write (a full disk) is not kept."""
+
+    def load_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
+        try:
+            super().load_bytecode(bucket)
+        except (OSError, EOFError, ValueError, pickle.UnpicklingError):
+            bucket.reset()
+
+    def dump_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
+        with contextlib.suppress(OSError):
+            super().dump_bytecode(bucket)
+
+
+@cache
+def _cache_for(tag: str) -> jinja2.BytecodeCache | None:
+    try:
+        return _QuietBytecodeCache(pattern=f"__xinxibot_{tag}_%s.cache")
+    except (OSError, RuntimeError):  # no private temporary directory: compile every time
+        return None
+
+
 class Renderer:
     def __init__(self, globals_: dict[str, Any] | None = None) -> None:
         loader = jinja2.FileSystemLoader(TEMPLATE_DIR)
@@ -62,6 +98,7 @@ class Renderer:
             env.filters["num"] = _number
             env.filters["dt"] = _dt
             env.globals.update(globals_ or {}, l=self.labels)
+            env.bytecode_cache = _bytecode_cache(env)
 
     def text(self, name: str, /, **context: Any) -> str:
         return self.text_env.get_template(name).render(**context).strip()

@@ -24,8 +24,6 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -662,7 +660,10 @@ class Drafts:
 def _claim_statement(dialect: str, expiring: bool) -> Insert:
     """The INSERT of a processed-event key, built once per dialect and kind: an expiring
     key that has expired is claimed anew, a key kept for ever never."""
-    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    if dialect == "postgresql":  # only the dialect in use is loaded
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
     stmt = insert(ProcessedEvent).values(
         key=bindparam("key"), created_at=bindparam("now"), expires_at=bindparam("expires")
     )

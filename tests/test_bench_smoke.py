@@ -25,6 +25,17 @@ def test_scale_benchmark_runs(tmp_path):
 
 
 @pytest.mark.sqlite_only("the SQLite runs; the PostgreSQL options have their own smoke test")
+def test_startup_benchmark_runs():
+    result = subprocess.run(
+        [sys.executable, "bench/startup.py", "--runs", "1", "--idle", "0.2"],
+        cwd=ROOT, capture_output=True, text=True, timeout=180,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "idle RSS MB" in result.stdout and "county" in result.stdout
+    assert "started in" in result.stdout and "import bot.cli, handlers" in result.stdout
+
+
+@pytest.mark.sqlite_only("the SQLite runs; the PostgreSQL options have their own smoke test")
 def test_ingest_benchmark_runs():
     """All three servers (NoneBot2 installed into bench/.venv-nonebot on first use), tiny sizes."""
     result = subprocess.run(
