@@ -1,8 +1,10 @@
-"""Standings: per unit and period, from SQL aggregates over indexed columns.
+"""Standings: per unit and period, from the rollups (storage/rollup.py).
 
-No query here reads individual drafts into Python: each figure is one
-GROUP BY over an index (pieces by first submission, adoptions, instructions
-and points by date), and the loop in Python is over units only.
+No query here reads individual drafts into Python: the figures of a period are
+sums of per unit and day/month rollup rows, plus the raw rows of its partial
+days, and the loop in Python is over units only. `last_activity` and
+`urgent_pieces` stay on the raw rows: the first reads one index entry per unit
+(the latest), the second the year's urgent pieces only.
 
 Counting rule: a piece (a draft and its revisions) counts once, in the period of
 its first submission, through its live version, unless that is withdrawn or still
@@ -17,15 +19,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import ColumnElement, and_, case, exists, func, literal, or_, select
+from sqlalchemy import ColumnElement, and_, case, exists, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
+from . import rollup
 from .db import Database
-from .models import Adoption, Draft, DraftStatus, Instruction, PointsEntry, Unit
-
-LEVELS = ("county", "city", "province", "national")
-NOT_COUNTED = (DraftStatus.withdrawn, DraftStatus.awaiting_file)
+from .models import Adoption, Draft, PointsEntry, Unit
+from .rollup import LEVELS, NOT_COUNTED
 
 
 def counted() -> ColumnElement[bool]:
@@ -141,74 +142,65 @@ def rank(
 
 
 async def standings(
-    db: Database, start: datetime, end: datetime, compare_end: datetime | None = None
+    db: Database,
+    start: datetime,
+    end: datetime,
+    compare_end: datetime | None = None,
+    rollups: bool = True,
 ) -> list[UnitStanding]:
     """The figures in [start, end) of every unit that existed then, ranked by points; with
     `compare_end`, `previous_rank` is the rank over [start, compare_end) (the
     movement of a year-to-date ranking since the start of the week).
 
-    The aggregates are independent reads of committed data: they run at once,
-    each on its own pooled connection (WAL readers do not block each other)."""
-    submitted = (
-        select(Draft.unit_id, func.count())
-        .where(Draft.piece_at >= start, Draft.piece_at < end, counted())
-        .group_by(Draft.unit_id)
-    )
-    adopted = (
-        select(Adoption.unit_id, Adoption.level, func.count())
-        .where(Adoption.at >= start, Adoption.at < end, Adoption.revoked_at.is_(None))
-        .group_by(Adoption.unit_id, Adoption.level)
-    )
-    instructions = (
-        select(Instruction.unit_id, func.count())
-        .where(Instruction.at >= start, Instruction.at < end)
-        .group_by(Instruction.unit_id)
-    )
-    before = (
-        case((PointsEntry.at < compare_end, PointsEntry.points), else_=0.0)
-        if compare_end
-        else literal(0.0)
-    )
-    points = (
-        select(PointsEntry.unit_id, func.sum(PointsEntry.points), func.sum(before))
-        .where(PointsEntry.at >= start, PointsEntry.at < end, PointsEntry.void.is_(False))
-        .group_by(PointsEntry.unit_id)
-    )
+    The figures come from the rollups (storage/rollup.py: O(units), not O(drafts));
+    `rollups=False` counts the raw rows instead, the reference the tests compare with.
+    The reads are independent reads of committed data: they run at once, each on
+    its own pooled connection (WAL readers do not block each other)."""
     existed = and_(Unit.created_at < end, or_(Unit.retired_at.is_(None), Unit.retired_at > start))
     units_q = select(Unit.id, Unit.name, Unit.kind, Unit.klass, existed).order_by(Unit.id)
 
-    async def fetch(q):
+    async def fetch_units():
         async with db.scan_reader() as s:
-            return (await s.execute(q)).all()
+            return (await s.execute(units_q)).all()
 
-    units, submitted, adopted, instructions, points = await asyncio.gather(
-        fetch(units_q), fetch(submitted), fetch(adopted), fetch(instructions), fetch(points)
+    # points before the comparison point: [start, cut) and [cut, end) read apart
+    cut = None if compare_end is None else min(max(compare_end, start), end)
+    ranges = [(start, end)] if cut is None else [(start, cut), (cut, end)]
+    units, *parts = await asyncio.gather(
+        fetch_units(), *(rollup.totals(db, a, b, rollups) for a, b in ranges)
     )
+    figures: rollup.Totals = {}
+    for part in parts:
+        for unit_id, values in part.items():
+            mine = figures.setdefault(unit_id, [0] * len(rollup.FIGURES))
+            for i, v in enumerate(values):
+                mine[i] += v
+    before = parts[0] if cut is not None else {}
     # a unit that did not exist in the period is left out, unless it has figures there
-    with_figures = {row[0] for part in (submitted, adopted, instructions, points) for row in part}
     rows = {
         u: UnitStanding(u, name, kind, klass)
         for u, name, kind, klass, in_period in units
-        if in_period or u in with_figures
+        if in_period or any(v for i, v in enumerate(figures.get(u, ())) if i != POINTS)
     }
-    for unit_id, n in submitted:
-        if unit_id in rows:
-            rows[unit_id].submitted = n
-    for unit_id, level, n in adopted:
-        if unit_id in rows:
-            rows[unit_id].adopted[level] = n
-    for unit_id, n in instructions:
-        if unit_id in rows:
-            rows[unit_id].instructions = n
-    if compare_end is not None:
-        for r in rows.values():
-            r.points_before = 0.0
-    for unit_id, p, b in points:
-        if unit_id in rows:
-            rows[unit_id].points = round(float(p), 2)
-            if compare_end is not None:
-                rows[unit_id].points_before = round(float(b), 2)
+    for unit_id, row in rows.items():
+        f = dict(zip(rollup.FIGURES, figures.get(unit_id, [0] * len(rollup.FIGURES)), strict=True))
+        row.submitted = int(f["submitted"])
+        row.adopted = {level: int(f[f"adopted_{level}"]) for level in LEVELS}
+        row.instructions = int(f["instructions"])
+        row.points = _points(f["points"], f["points_rows"])
+        if cut is not None:
+            b = before.get(unit_id)
+            row.points_before = _points(b[POINTS], b[POINTS + 1]) if b else 0.0
     return rank(list(rows.values()))
+
+
+POINTS = rollup.FIGURES.index("points")
+
+
+def _points(total: float, entries: float) -> float:
+    """Points as shown: 2 decimals; 0 without entries (a rollup's +x-x can leave 1e-17),
+    never -0."""
+    return round(float(total), 2) + 0.0 if entries else 0.0
 
 
 def has_data(rows: list[UnitStanding]) -> bool:
@@ -277,20 +269,11 @@ async def months_without_adoption(
     return out
 
 
-async def topics_missed(s: AsyncSession, start: datetime, end: datetime) -> dict[int, int]:
+async def topics_missed(db: Database, start: datetime, end: datetime) -> dict[int, int]:
     """Per unit: targeted 约稿 whose deadline in [start, end) passed unanswered (the
     `topic_missed` points rows, written even when the rule file gives 0 points)."""
-    q = (
-        select(PointsEntry.unit_id, func.count())
-        .where(
-            PointsEntry.kind == "topic_missed",
-            PointsEntry.at >= start,
-            PointsEntry.at < end,
-            PointsEntry.void.is_(False),
-        )
-        .group_by(PointsEntry.unit_id)
-    )
-    return dict((await s.execute(q)).all())
+    i = rollup.FIGURES.index("topics_missed")
+    return {u: int(f[i]) for u, f in (await rollup.totals(db, start, end)).items() if f[i]}
 
 
 async def urgent_pieces(
