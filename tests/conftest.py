@@ -29,7 +29,8 @@ from sqlalchemy import func, select
 
 from bot.app import BotApp
 from bot.clock import Clock
-from bot.config import build, database_url as configured_database
+from bot.config import build
+from bot.config import database_url as configured_database
 from bot.onebot import sign
 from bot.server import make_web_app
 from handlers import ROUTERS
