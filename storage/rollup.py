@@ -1,13 +1,13 @@
-"""Rollups: per unit and day, and per unit and month, the figures the standings sum.
+"""Rollups: per unit and day, month and year, the figures the standings sum.
 
-A rollup row holds, for one unit and one bucket (a day, or a month), what the
-standings count of the rows dated in it: pieces submitted (by `piece_at`, the
+A rollup row holds, for one unit and one bucket (a day, a month or a year), what
+the standings count of the rows dated in it: pieces submitted (by `piece_at`, the
 counting rule of `storage.standings`), adoptions per level (not revoked, by
 `at`), instructions, the non-void points (their sum, how many rows, how many
-`topic_missed`). Any range [start, end) is then exact: whole months from the
-month rows, whole days from the day rows, the partial days at its edges from the
-raw rows (indexed by date, at most two days' rows). So a ranking reads about
-units x (months + days of the current month) rows, whatever the number of drafts.
+`topic_missed`). Any range [start, end) is then exact (`plan`): signed sums of
+whole years, months and days, and of the raw rows of its partial days (indexed by
+date). The year to date reads about one row per unit, a week seven days' rows,
+whatever the number of drafts.
 
 Kept by database triggers on draft, adoption, instruction and points (SQLite and
 PostgreSQL alike), chosen over marking keys in SQLAlchemy session events because:
@@ -28,7 +28,6 @@ means a new migration that drops and recreates the triggers and refills.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
@@ -51,7 +50,8 @@ FIGURES = (
     "topics_missed",
 )
 POINTS = FIGURES.index("points")
-DAY, MONTH = "day", "month"
+DAY, MONTH, YEAR = "day", "month", "year"
+SPANS = (DAY, MONTH, YEAR)
 TOLERANCE = 1e-6  # points are floats summed in another order: equal up to this
 
 
@@ -82,33 +82,35 @@ SOURCES = (
 )  # fmt: skip
 
 
-def _day(dialect: str, expr: str) -> str:
-    return f"date({expr})" if dialect == "sqlite" else f"CAST({expr} AS DATE)"
-
-
-def _month(dialect: str, expr: str) -> str:
+def _bucket(dialect: str, span: str, expr: str) -> str:
+    """The first day of the `span` holding the moment `expr`, as the dialect stores dates."""
     if dialect == "sqlite":
-        return f"date({expr}, 'start of month')"
-    return f"CAST(date_trunc('month', {expr}) AS DATE)"
+        return f"date({expr})" if span == DAY else f"date({expr}, 'start of {span}')"
+    return f"CAST(date_trunc('{span}', {expr}) AS DATE)"
 
 
 def _values(source: Source, r: str, sign: str = "") -> list[str]:
     return [f"{sign}({source.adds[f].format(r=r)})" if f in source.adds else "0" for f in FIGURES]
 
 
-def _contributions(dialect: str, ranged: bool) -> str:
-    """Every counted row of the four tables as (unit, day, month, figures...); `ranged`:
-    only rows dated in [:start, :end)."""
+def _contributions(dialect: str, between: tuple[str, str] | None = None, sign: int = 1) -> str:
+    """Every counted row of the four tables as (unit, its buckets, figures...) times
+    `sign`; `between` (two bind parameter names): only rows dated in that range."""
     parts = []
     for s in SOURCES:
         t = s.table
         where = s.counts.format(r=t)
-        if ranged:
-            where += f" AND {t}.{s.at} >= :start AND {t}.{s.at} < :end"
+        buckets = ""
+        if between is not None:
+            where += f" AND {t}.{s.at} >= :{between[0]} AND {t}.{s.at} < :{between[1]}"
+        else:
+            buckets = "".join(
+                f"{_bucket(dialect, span, f'{t}.{s.at}')} AS in_{span}, " for span in SPANS
+            )
+        values = _values(s, t, "" if sign > 0 else "-")
         parts.append(
-            f"SELECT {t}.unit_id AS unit_id, {_day(dialect, f'{t}.{s.at}')} AS in_day, "
-            f"{_month(dialect, f'{t}.{s.at}')} AS in_month, "
-            + ", ".join(f"{v} AS {f}" for v, f in zip(_values(s, t), FIGURES, strict=True))
+            f"SELECT {t}.unit_id AS unit_id, {buckets}"
+            + ", ".join(f"{v} AS {f}" for v, f in zip(values, FIGURES, strict=True))
             + f" FROM {t} WHERE {where}"
         )
     return " UNION ALL ".join(parts)
@@ -120,12 +122,11 @@ def _sums() -> str:
 
 def expected_rows_sql(dialect: str) -> str:
     """The rollup rows as the raw rows give them: (span, bucket, unit_id, figures...)."""
-    c = _contributions(dialect, ranged=False)
-    return (
-        f"SELECT '{DAY}' AS span, in_day AS bucket, unit_id, {_sums()} FROM ({c}) AS c"
-        " GROUP BY unit_id, in_day"
-        f" UNION ALL SELECT '{MONTH}' AS span, in_month AS bucket, unit_id, {_sums()}"
-        f" FROM ({c}) AS c GROUP BY unit_id, in_month"
+    c = _contributions(dialect)
+    return " UNION ALL ".join(
+        f"SELECT '{span}' AS span, in_{span} AS bucket, unit_id, {_sums()} FROM ({c}) AS c"
+        f" GROUP BY unit_id, in_{span}"
+        for span in SPANS
     )
 
 
@@ -142,13 +143,15 @@ def rebuild_statements(dialect: str) -> list[str]:
 
 
 def _upsert(dialect: str, s: Source, r: str, sign: str) -> str:
-    """Add (`sign` "") or take away ("-") row `r`'s figures in its day and month rows."""
+    """Add (`sign` "") or take away ("-") row `r`'s figures in its day, month and year rows."""
     when = f"{r}.{s.at}"
+    buckets = " ".join(f"WHEN '{span}' THEN {_bucket(dialect, span, when)}" for span in SPANS)
+    spans = " UNION ALL ".join(f"SELECT '{span}'" + (" AS span" if i == 0 else "")
+                               for i, span in enumerate(SPANS))  # fmt: skip
     return (
         f"INSERT INTO rollup (span, bucket, unit_id, {', '.join(FIGURES)}) "
-        f"SELECT spans.span, CASE spans.span WHEN '{DAY}' THEN {_day(dialect, when)} "
-        f"ELSE {_month(dialect, when)} END, {r}.unit_id, {', '.join(_values(s, r, sign))} "
-        f"FROM (SELECT '{DAY}' AS span UNION ALL SELECT '{MONTH}') AS spans "
+        f"SELECT spans.span, CASE spans.span {buckets} END, {r}.unit_id, "
+        f"{', '.join(_values(s, r, sign))} FROM ({spans}) AS spans "
         f"WHERE {s.counts.format(r=r)} "
         "ON CONFLICT (span, bucket, unit_id) DO UPDATE SET "
         + ", ".join(f"{f} = rollup.{f} + excluded.{f}" for f in s.adds)
@@ -211,83 +214,138 @@ def _midnight(moment: datetime) -> datetime:
     return datetime.combine(moment.date(), time.min)
 
 
-def _ceil_day(moment: datetime) -> datetime:
-    day = _midnight(moment)
-    return day if day == moment else day + timedelta(days=1)
+def _start(span: str, day: date) -> date:
+    """The first day of the `span` (month, year) holding `day`."""
+    return day.replace(day=1) if span == MONTH else date(day.year, 1, 1)
 
 
-def _month_start(day: date) -> date:
-    return day.replace(day=1)
+def _next(span: str, first: date) -> date:
+    if span == DAY:
+        return first + timedelta(days=1)
+    if span == MONTH:
+        return (first + timedelta(days=32)).replace(day=1)
+    return date(first.year + 1, 1, 1)
 
 
-def _ceil_month(day: date) -> date:
-    first = _month_start(day)
-    return first if first == day else (first + timedelta(days=32)).replace(day=1)
+def _units(span: str, a: date, b: date) -> int:
+    """How many `span` buckets [a, b) holds (a and b aligned to the span)."""
+    if span == DAY:
+        return (b - a).days
+    if span == MONTH:
+        return (b.year - a.year) * 12 + b.month - a.month
+    return b.year - a.year
+
+
+PARENT = {DAY: MONTH, MONTH: YEAR}
 
 
 @dataclass(frozen=True)
 class Plan:
-    """How [start, end) is read: raw rows over `edges`, rollup rows over `spans`."""
+    """How [start, end) is read: signed sums of rollup rows (`terms`: sign, span, first
+    bucket, end bucket) and of raw rows (`edges`: sign, start, end)."""
 
-    edges: tuple[tuple[datetime, datetime], ...]
-    spans: tuple[tuple[str, date, date], ...]  # (span, first bucket, end bucket)
+    terms: tuple[tuple[int, str, date, date], ...]
+    edges: tuple[tuple[int, datetime, datetime], ...]
 
 
 def plan(start: datetime, end: datetime) -> Plan:
+    """Whole years, months and days from the rollup rows, each run of days (months) at
+    the ends of a range read directly or as its month (year) minus the other days
+    (months), whichever has fewer buckets; a partial first day from the raw rows; a
+    partial last day as that day's row minus the raw rows after `end` (ends are "now + 1 s",
+    whose rest of the day is empty: the year to date costs one row per unit)."""
     if end <= start:
         return Plan((), ())
-    d0, d1 = _ceil_day(start), _midnight(end)
-    if d0 >= d1:
-        return Plan(((start, end),), ())
-    edges = tuple((a, b) for a, b in ((start, d0), (d1, end)) if a < b)
-    first, last = d0.date(), d1.date()
-    m0, m1 = _ceil_month(first), _month_start(last)
-    if m0 >= m1:
-        return Plan(edges, ((DAY, first, last),))
-    spans = ((DAY, first, m0), (MONTH, m0, m1), (DAY, m1, last))
-    return Plan(edges, tuple(s for s in spans if s[1] < s[2]))
+    first, last = _midnight(start), _midnight(end)
+    if first == last and start != first:  # within one day
+        return Plan((), ((1, start, end),))
+    edges: list[tuple[int, datetime, datetime]] = []
+    d0 = first.date()
+    if start != first:
+        d0 += timedelta(days=1)
+        edges.append((1, start, datetime.combine(d0, time.min)))
+    d1 = last.date()
+    if end != last:
+        d1 += timedelta(days=1)
+        edges.append((-1, end, datetime.combine(d1, time.min)))
+    terms: list[tuple[int, str, date, date]] = []
+    _cover(DAY, d0, d1, 1, terms)
+    return Plan(tuple(terms), tuple(edges))
 
 
-async def _fetch(db: Database, statement, params: dict) -> list:
-    async with db.scan_reader() as s:
-        return list((await s.execute(statement, params)).all())
+def _cover(span: str, a: date, b: date, sign: int, terms: list) -> None:
+    """Append the terms summing the `span` buckets [a, b) (aligned to `span`): a run of
+    them at either end read directly, or as its parent bucket less the parent's other
+    buckets (counted, each parent row as one more), whichever reads fewer."""
+    if a >= b:
+        return
+    parent = PARENT.get(span)
+    if parent is None:
+        terms.append((sign, span, a, b))
+        return
+    first = _start(parent, a)
+    lo = first if first == a else _next(parent, first)
+    hi = _start(parent, b)
+    if lo > hi:  # inside one parent bucket
+        after = _next(parent, first)
+        if _units(span, a, b) <= _units(span, first, a) + _units(span, b, after) + 1:
+            terms.append((sign, span, a, b))
+        else:
+            terms += [(-sign, span, u, v) for u, v in ((first, a), (b, after)) if u < v]
+            _cover(parent, first, after, sign, terms)
+        return
+    if a < lo:
+        if _units(span, a, lo) <= _units(span, first, a) + 1:
+            terms.append((sign, span, a, lo))
+        else:
+            terms.append((-sign, span, first, a))
+            lo = first
+    if hi < b:
+        after = _next(parent, hi)
+        if _units(span, hi, b) <= _units(span, b, after) + 1:
+            terms.append((sign, span, hi, b))
+        else:
+            terms.append((-sign, span, b, after))
+            hi = after
+    _cover(parent, lo, hi, sign, terms)
 
 
-def _add(into: Totals, rows: Iterable) -> None:
-    for unit_id, *figures in rows:
-        mine = into.setdefault(unit_id, [0] * len(FIGURES))
-        for i, v in enumerate(figures):
-            mine[i] += v or 0
+def totals_query(dialect: str, p: Plan) -> tuple[str, dict]:
+    """One statement: per unit, the signed sum of `p`'s rollup rows and raw rows."""
+    parts, params = [], {}
+    for i, (sign, span, a, b) in enumerate(p.terms):
+        figures = ", ".join(f"{'-' if sign < 0 else ''}{f} AS {f}" for f in FIGURES)
+        parts.append(
+            f"SELECT unit_id, {figures} FROM rollup"
+            f" WHERE span = '{span}' AND bucket >= :a{i} AND bucket < :b{i}"
+        )
+        params |= {f"a{i}": a, f"b{i}": b}
+    for i, (sign, a, b) in enumerate(p.edges):
+        parts.append(_contributions(dialect, (f"s{i}", f"e{i}"), sign))
+        params |= {f"s{i}": a, f"e{i}": b}
+    return (
+        f"SELECT unit_id, {_sums()} FROM ({' UNION ALL '.join(parts)}) AS t GROUP BY unit_id",
+        params,
+    )
 
 
 async def totals(db: Database, start: datetime, end: datetime, rollups: bool = True) -> Totals:
     """Per unit, the figures of the rows dated in [start, end): from the rollups and the
-    raw rows of the partial days at the edges (`rollups=False`: all from the raw rows,
-    the reference the tests and `db verify` compare with)."""
-    dialect = db.engine.dialect.name
-    p = plan(start, end) if rollups else Plan(((start, end),) if start < end else (), ())
-    raw = text(
-        f"SELECT unit_id, {_sums()} FROM ({_contributions(dialect, ranged=True)}) AS c"
-        " GROUP BY unit_id"
-    ).bindparams(bindparam("start", type_=DateTime()), bindparam("end", type_=DateTime()))
-    reads = [_fetch(db, raw, {"start": a, "end": b}) for a, b in p.edges]
-    if p.spans:
-        ranges = " UNION ALL ".join(
-            f"SELECT * FROM rollup WHERE span = '{span}' AND bucket >= :a{i} AND bucket < :b{i}"
-            for i, (span, _, _) in enumerate(p.spans)
+    raw rows of partial days (`rollups=False`: all from the raw rows, the reference the
+    tests and `db verify` compare with). One statement, on a scan connection."""
+    p = plan(start, end) if rollups else Plan((), ((1, start, end),) if start < end else ())
+    if not p.terms and not p.edges:
+        return {}
+    sql, params = totals_query(db.engine.dialect.name, p)
+    binds = [
+        bindparam(
+            k, type_=Date() if isinstance(v, date) and not isinstance(v, datetime) else DateTime()
         )
-        rolled = text(f"SELECT unit_id, {_sums()} FROM ({ranges}) AS r GROUP BY unit_id")
-        params = {}
-        for i, (_, a, b) in enumerate(p.spans):
-            rolled = rolled.bindparams(
-                bindparam(f"a{i}", type_=Date()), bindparam(f"b{i}", type_=Date())
-            )
-            params |= {f"a{i}": a, f"b{i}": b}
-        reads.append(_fetch(db, rolled, params))
-    out: Totals = {}
-    for rows in await asyncio.gather(*reads):
-        _add(out, rows)
-    return out
+        for k, v in params.items()
+    ]
+    async with db.scan_engine.connect() as conn:
+        rows = (await conn.execute(text(sql).bindparams(*binds), params)).all()
+    return {unit_id: list(figures) for unit_id, *figures in rows}
 
 
 # ------------------------------------------------------------------ verify

@@ -160,44 +160,46 @@ async def standings(
     units_q = select(Unit.id, Unit.name, Unit.kind, Unit.klass, existed).order_by(Unit.id)
 
     async def fetch_units():
-        async with db.scan_reader() as s:
-            return (await s.execute(units_q)).all()
+        async with db.scan_engine.connect() as conn:
+            return (await conn.execute(units_q)).all()
 
-    # points before the comparison point: [start, cut) and [cut, end) read apart
+    async def nothing() -> rollup.Totals:
+        return {}
+
+    # the points at the comparison point: those of [start, cut)
     cut = None if compare_end is None else min(max(compare_end, start), end)
-    ranges = [(start, end)] if cut is None else [(start, cut), (cut, end)]
-    units, *parts = await asyncio.gather(
-        fetch_units(), *(rollup.totals(db, a, b, rollups) for a, b in ranges)
+    units, figures, before = await asyncio.gather(
+        fetch_units(),
+        rollup.totals(db, start, end, rollups),
+        nothing() if cut is None else rollup.totals(db, start, cut, rollups),
     )
-    figures: rollup.Totals = {}
-    for part in parts:
-        for unit_id, values in part.items():
-            mine = figures.setdefault(unit_id, [0] * len(rollup.FIGURES))
-            for i, v in enumerate(values):
-                mine[i] += v
-    before = parts[0] if cut is not None else {}
-    # a unit that did not exist in the period is left out, unless it has figures there
-    rows = {
-        u: UnitStanding(u, name, kind, klass)
-        for u, name, kind, klass, in_period in units
-        if in_period or any(v for i, v in enumerate(figures.get(u, ())) if i != POINTS)
-    }
-    for unit_id, row in rows.items():
-        f = dict(zip(rollup.FIGURES, figures.get(unit_id, [0] * len(rollup.FIGURES)), strict=True))
-        row.submitted = int(f["submitted"])
-        row.adopted = {level: int(f[f"adopted_{level}"]) for level in LEVELS}
-        row.instructions = int(f["instructions"])
-        row.points = _points(f["points"], f["points_rows"])
+    zero = [0] * len(rollup.FIGURES)
+    rows = []
+    for u, name, kind, klass, in_period in units:
+        f = figures.get(u, zero)
+        # a unit that did not exist in the period is left out, unless it has figures there
+        if not in_period and not any(f[i] for i in COUNTS):
+            continue
+        row = UnitStanding(
+            u, name, kind, klass, submitted=int(f[SUBMITTED]),
+            adopted={level: int(f[i]) for level, i in ADOPTED},
+            instructions=int(f[INSTRUCTIONS]), points=_points(f[POINTS], f[POINTS_ROWS]),
+        )  # fmt: skip
         if cut is not None:
-            b = before.get(unit_id)
-            row.points_before = _points(b[POINTS], b[POINTS + 1]) if b else 0.0
-    return rank(list(rows.values()))
+            b = before.get(u, zero)
+            row.points_before = _points(b[POINTS], b[POINTS_ROWS])
+        rows.append(row)
+    return rank(rows)
 
 
+_at = rollup.FIGURES.index
+SUBMITTED, INSTRUCTIONS, POINTS_ROWS = _at("submitted"), _at("instructions"), _at("points_rows")
+ADOPTED = [(level, _at(f"adopted_{level}")) for level in LEVELS]
+COUNTS = [i for i, f in enumerate(rollup.FIGURES) if f != "points"]  # any of them: figures
 POINTS = rollup.FIGURES.index("points")
 
 
-def _points(total: float, entries: float) -> float:
+def _points(total: float, entries: int) -> float:
     """Points as shown: 2 decimals; 0 without entries (a rollup's +x-x can leave 1e-17),
     never -0."""
     return round(float(total), 2) + 0.0 if entries else 0.0
