@@ -1,10 +1,10 @@
 """Standings: per unit and period, from the rollups (storage/rollup.py).
 
 No query here reads individual drafts into Python: the figures of a period are
-sums of per unit and day/month rollup rows, plus the raw rows of its partial
+sums of per unit and day, month or year rollup rows and the raw rows of partial
 days, and the loop in Python is over units only. `last_activity` and
-`urgent_pieces` stay on the raw rows: the first reads one index entry per unit
-(the latest), the second the year's urgent pieces only.
+`urgent_pieces` stay on the raw rows: the first reads the newest index entry per
+unit (and level), the second only the period's urgent pieces.
 
 Counting rule: a piece (a draft and its revisions) counts once, in the period of
 its first submission, through its live version, unless that is withdrawn or still
@@ -213,20 +213,37 @@ async def last_activity(
     s: AsyncSession, unit_ids: list[int], before: datetime, column: str
 ) -> dict[int, datetime | None]:
     """The last piece submitted (`column="draft"`) or adoption (`"adoption"`) before
-    `before`, per unit."""
+    `before`, per unit: per unit (and level) the newest entry of its date index, read
+    backwards from `before` (one index seek per unit, whatever its history)."""
     if not unit_ids:
         return {}
     if column == "draft":
-        q = select(Draft.unit_id, func.max(Draft.piece_at)).where(
-            Draft.unit_id.in_(unit_ids), Draft.piece_at < before, counted()
-        )
-        group = Draft.unit_id
+        latest = [
+            select(Draft.piece_at)
+            .where(Draft.unit_id == Unit.id, Draft.piece_at < before, counted())
+            .order_by(Draft.piece_at.desc())
+            .limit(1)
+            .scalar_subquery()
+        ]
     else:
-        q = select(Adoption.unit_id, func.max(Adoption.at)).where(
-            Adoption.unit_id.in_(unit_ids), Adoption.at < before, Adoption.revoked_at.is_(None)
-        )
-        group = Adoption.unit_id
-    found = dict((await s.execute(q.group_by(group))).all())
+        latest = [
+            select(Adoption.at)
+            .where(
+                Adoption.unit_id == Unit.id,
+                Adoption.level == level,
+                Adoption.at < before,
+                Adoption.revoked_at.is_(None),
+            )
+            .order_by(Adoption.at.desc())
+            .limit(1)
+            .scalar_subquery()
+            for level in LEVELS
+        ]
+    q = select(Unit.id, *latest).where(Unit.id.in_(unit_ids))
+    found = {
+        u: max((w for w in when if w is not None), default=None)
+        for u, *when in (await s.execute(q)).all()
+    }
     return {u: found.get(u) for u in unit_ids}
 
 
