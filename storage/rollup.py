@@ -32,7 +32,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 
-from sqlalchemy import Date, DateTime, bindparam, text
+from sqlalchemy import Date, DateTime, Float, Integer, Subquery, bindparam, column, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from .db import Database
@@ -310,41 +310,49 @@ def _cover(span: str, a: date, b: date, sign: int, terms: list) -> None:
     _cover(parent, lo, hi, sign, terms)
 
 
-def totals_query(dialect: str, p: Plan) -> tuple[str, dict]:
-    """One statement: per unit, the signed sum of `p`'s rollup rows and raw rows."""
+def totals_query(dialect: str, p: Plan, prefix: str = "") -> tuple[str, dict]:
+    """One statement: per unit, the signed sum of `p`'s rollup rows and raw rows (its
+    bind parameters named with `prefix`, so that two can share a statement)."""
     parts, params = [], {}
     for i, (sign, span, a, b) in enumerate(p.terms):
         figures = ", ".join(f"{'-' if sign < 0 else ''}{f} AS {f}" for f in FIGURES)
         parts.append(
-            f"SELECT unit_id, {figures} FROM rollup"
-            f" WHERE span = '{span}' AND bucket >= :a{i} AND bucket < :b{i}"
+            f"SELECT unit_id, {figures} FROM rollup WHERE span = '{span}'"
+            f" AND bucket >= :{prefix}a{i} AND bucket < :{prefix}b{i}"
         )
-        params |= {f"a{i}": a, f"b{i}": b}
+        params |= {f"{prefix}a{i}": a, f"{prefix}b{i}": b}
     for i, (sign, a, b) in enumerate(p.edges):
-        parts.append(_contributions(dialect, (f"s{i}", f"e{i}"), sign))
-        params |= {f"s{i}": a, f"e{i}": b}
+        parts.append(_contributions(dialect, (f"{prefix}s{i}", f"{prefix}e{i}"), sign))
+        params |= {f"{prefix}s{i}": a, f"{prefix}e{i}": b}
+    if not parts:  # an empty range: no rows
+        parts.append(f"SELECT unit_id, {', '.join(FIGURES)} FROM rollup WHERE 1 = 0")
     return (
         f"SELECT unit_id, {_sums()} FROM ({' UNION ALL '.join(parts)}) AS t GROUP BY unit_id",
         params,
     )
 
 
-async def totals(db: Database, start: datetime, end: datetime, rollups: bool = True) -> Totals:
-    """Per unit, the figures of the rows dated in [start, end): from the rollups and the
-    raw rows of partial days (`rollups=False`: all from the raw rows, the reference the
-    tests and `db verify` compare with). One statement, on a scan connection."""
+def totals_select(
+    db: Database, start: datetime, end: datetime, rollups: bool = True, name: str = "t"
+) -> Subquery:
+    """The figures of the rows dated in [start, end) as a subquery (unit_id, FIGURES...):
+    from the rollups and the raw rows of partial days (`rollups=False`: all from the raw
+    rows, the reference the tests and `db verify` compare with)."""
     p = plan(start, end) if rollups else Plan((), ((1, start, end),) if start < end else ())
-    if not p.terms and not p.edges:
-        return {}
-    sql, params = totals_query(db.engine.dialect.name, p)
+    sql, params = totals_query(db.engine.dialect.name, p, f"{name}_")
     binds = [
-        bindparam(
-            k, type_=Date() if isinstance(v, date) and not isinstance(v, datetime) else DateTime()
-        )
-        for k, v in params.items()
+        bindparam(k, v, type_=Date() if type(v) is date else DateTime()) for k, v in params.items()
     ]
+    columns = [column("unit_id", Integer)] + [
+        column(f, Float if f == "points" else Integer) for f in FIGURES
+    ]
+    return text(sql).bindparams(*binds).columns(*columns).subquery(name)
+
+
+async def totals(db: Database, start: datetime, end: datetime, rollups: bool = True) -> Totals:
+    """Per unit, the figures of the rows dated in [start, end) (see `totals_select`)."""
     async with db.scan_engine.connect() as conn:
-        rows = (await conn.execute(text(sql).bindparams(*binds), params)).all()
+        rows = (await conn.execute(select(totals_select(db, start, end, rollups)))).all()
     return {unit_id: list(figures) for unit_id, *figures in rows}
 
 

@@ -14,7 +14,6 @@ waiting for its file. A unit is in a period's figures when it existed during it
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -154,40 +153,32 @@ async def standings(
 
     The figures come from the rollups (storage/rollup.py: O(units), not O(drafts));
     `rollups=False` counts the raw rows instead, the reference the tests compare with.
-    The reads are independent reads of committed data: they run at once, each on
-    its own pooled connection (WAL readers do not block each other)."""
+    One statement, the units joined with their figures, on a scan connection (off
+    the event-loop thread; WAL readers do not block the writer)."""
     existed = and_(Unit.created_at < end, or_(Unit.retired_at.is_(None), Unit.retired_at > start))
-    units_q = select(Unit.id, Unit.name, Unit.kind, Unit.klass, existed).order_by(Unit.id)
-
-    async def fetch_units():
-        async with db.scan_engine.connect() as conn:
-            return (await conn.execute(units_q)).all()
-
-    async def nothing() -> rollup.Totals:
-        return {}
-
+    figures = rollup.totals_select(db, start, end, rollups, "t")
+    q = select(Unit.id, Unit.name, Unit.kind, Unit.klass, existed, *list(figures.c)[1:])
+    q = q.outerjoin(figures, figures.c.unit_id == Unit.id)
     # the points at the comparison point: those of [start, cut)
     cut = None if compare_end is None else min(max(compare_end, start), end)
-    units, figures, before = await asyncio.gather(
-        fetch_units(),
-        rollup.totals(db, start, end, rollups),
-        nothing() if cut is None else rollup.totals(db, start, cut, rollups),
-    )
-    zero = [0] * len(rollup.FIGURES)
+    if cut is not None:
+        before = rollup.totals_select(db, start, cut, rollups, "b")
+        q = q.add_columns(before.c.points, before.c.points_rows)
+        q = q.outerjoin(before, before.c.unit_id == Unit.id)
+    async with db.scan_engine.connect() as conn:  # one statement, off the event loop
+        result = (await conn.execute(q.order_by(Unit.id))).all()
     rows = []
-    for u, name, kind, klass, in_period in units:
-        f = figures.get(u, zero)
+    for u, name, kind, klass, in_period, *f in result:
         # a unit that did not exist in the period is left out, unless it has figures there
         if not in_period and not any(f[i] for i in COUNTS):
             continue
         row = UnitStanding(
-            u, name, kind, klass, submitted=int(f[SUBMITTED]),
-            adopted={level: int(f[i]) for level, i in ADOPTED},
-            instructions=int(f[INSTRUCTIONS]), points=_points(f[POINTS], f[POINTS_ROWS]),
+            u, name, kind, klass, submitted=f[SUBMITTED] or 0,
+            adopted={level: f[i] or 0 for level, i in ADOPTED},
+            instructions=f[INSTRUCTIONS] or 0, points=_points(f[POINTS], f[POINTS_ROWS]),
         )  # fmt: skip
         if cut is not None:
-            b = before.get(u, zero)
-            row.points_before = _points(b[POINTS], b[POINTS_ROWS])
+            row.points_before = _points(f[-2], f[-1])
         rows.append(row)
     return rank(rows)
 
@@ -199,7 +190,7 @@ COUNTS = [i for i, f in enumerate(rollup.FIGURES) if f != "points"]  # any of th
 POINTS = rollup.FIGURES.index("points")
 
 
-def _points(total: float, entries: int) -> float:
+def _points(total: float | None, entries: int | None) -> float:
     """Points as shown: 2 decimals; 0 without entries (a rollup's +x-x can leave 1e-17),
     never -0."""
     return round(float(total), 2) + 0.0 if entries else 0.0
