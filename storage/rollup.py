@@ -32,7 +32,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 
-from sqlalchemy import Date, DateTime, Float, Integer, Subquery, bindparam, column, select, text
+from sqlalchemy import Date, DateTime, bindparam, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from .db import Database
@@ -332,28 +332,64 @@ def totals_query(dialect: str, p: Plan, prefix: str = "") -> tuple[str, dict]:
     )
 
 
-def totals_select(
-    db: Database, start: datetime, end: datetime, rollups: bool = True, name: str = "t"
-) -> Subquery:
-    """The figures of the rows dated in [start, end) as a subquery (unit_id, FIGURES...):
-    from the rollups and the raw rows of partial days (`rollups=False`: all from the raw
-    rows, the reference the tests and `db verify` compare with)."""
-    p = plan(start, end) if rollups else Plan((), ((1, start, end),) if start < end else ())
-    sql, params = totals_query(db.engine.dialect.name, p, f"{name}_")
-    binds = [
+def figures_sql(dialect: str, p: Plan, prefix: str) -> tuple[str, list[str], dict]:
+    """What to join to the `unit` table for `p`'s figures: (the joins, one expression per
+    figure, the bind parameters, named with `prefix`). A term of one bucket (the year's,
+    a month's) is a primary-key lookup per unit; the others and the raw rows of partial
+    days (few rows, normally none) one grouped subquery."""
+    joins, params = [], {}
+    terms: list[tuple[int, str]] = []  # (sign, alias)
+    rest = []
+    for i, (sign, span, a, b) in enumerate(p.terms):
+        if _next(span, a) != b:
+            rest.append((sign, span, a, b))
+            continue
+        alias = f"{prefix}r{i}"
+        joins.append(
+            f"LEFT JOIN rollup AS {alias} ON {alias}.span = '{span}'"
+            f" AND {alias}.bucket = :{alias} AND {alias}.unit_id = unit.id"
+        )
+        params[alias] = a
+        terms.append((sign, alias))
+    if rest or p.edges:
+        sql, more = totals_query(dialect, Plan(tuple(rest), p.edges), prefix)
+        alias = f"{prefix}g"
+        joins.append(f"LEFT JOIN ({sql}) AS {alias} ON {alias}.unit_id = unit.id")
+        params |= more
+        terms.append((1, alias))
+    exprs = [
+        " ".join(f"{'-' if sign < 0 else '+'} coalesce({alias}.{f}, 0)" for sign, alias in terms)
+        or "0"
+        for f in FIGURES
+    ]
+    return " ".join(joins), exprs, params
+
+
+def binds(params: dict) -> list:
+    """Typed bind parameters: dates as the Date type stores them, moments as DateTime."""
+    return [
         bindparam(k, v, type_=Date() if type(v) is date else DateTime()) for k, v in params.items()
     ]
-    columns = [column("unit_id", Integer)] + [
-        column(f, Float if f == "points" else Integer) for f in FIGURES
-    ]
-    return text(sql).bindparams(*binds).columns(*columns).subquery(name)
+
+
+def range_plan(start: datetime, end: datetime, rollups: bool = True) -> Plan:
+    """`plan`, or with `rollups=False` all from the raw rows: the reference the tests and
+    `db verify` compare with."""
+    if rollups:
+        return plan(start, end)
+    return Plan((), ((1, start, end),) if start < end else ())
 
 
 async def totals(db: Database, start: datetime, end: datetime, rollups: bool = True) -> Totals:
-    """Per unit, the figures of the rows dated in [start, end) (see `totals_select`)."""
+    """Per unit, the figures of the rows dated in [start, end), from the rollups and
+    the raw rows of partial days (`rollups=False`: all from the raw rows)."""
+    joins, exprs, params = figures_sql(
+        db.engine.dialect.name, range_plan(start, end, rollups), "t_"
+    )
+    sql = f"SELECT unit.id, {', '.join(exprs)} FROM unit {joins}"
     async with db.scan_engine.connect() as conn:
-        rows = (await conn.execute(select(totals_select(db, start, end, rollups)))).all()
-    return {unit_id: list(figures) for unit_id, *figures in rows}
+        rows = (await conn.execute(text(sql).bindparams(*binds(params)))).all()
+    return {unit_id: list(figures) for unit_id, *figures in rows if any(figures)}
 
 
 # ------------------------------------------------------------------ verify

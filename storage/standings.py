@@ -18,13 +18,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import ColumnElement, and_, case, exists, func, or_, select
+from sqlalchemy import ColumnElement, and_, case, exists, func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
 from . import rollup
 from .db import Database
-from .models import Adoption, Draft, PointsEntry, Unit
+from .models import Adoption, Draft, PointsEntry, Unit, UnitKind
 from .rollup import LEVELS, NOT_COUNTED
 
 
@@ -155,27 +155,32 @@ async def standings(
     `rollups=False` counts the raw rows instead, the reference the tests compare with.
     One statement, the units joined with their figures, on a scan connection (off
     the event-loop thread; WAL readers do not block the writer)."""
-    existed = and_(Unit.created_at < end, or_(Unit.retired_at.is_(None), Unit.retired_at > start))
-    figures = rollup.totals_select(db, start, end, rollups, "t")
-    q = select(Unit.id, Unit.name, Unit.kind, Unit.klass, existed, *list(figures.c)[1:])
-    q = q.outerjoin(figures, figures.c.unit_id == Unit.id)
+    dialect = db.engine.dialect.name
+    joins, exprs, params = rollup.figures_sql(dialect, rollup.range_plan(start, end, rollups), "t_")
     # the points at the comparison point: those of [start, cut)
     cut = None if compare_end is None else min(max(compare_end, start), end)
     if cut is not None:
-        before = rollup.totals_select(db, start, cut, rollups, "b")
-        q = q.add_columns(before.c.points, before.c.points_rows)
-        q = q.outerjoin(before, before.c.unit_id == Unit.id)
+        more, before, extra = rollup.figures_sql(
+            dialect, rollup.range_plan(start, cut, rollups), "b_"
+        )
+        joins, params = f"{joins} {more}", params | extra
+        exprs += [before[POINTS], before[POINTS_ROWS]]
+    existed = "unit.created_at < :end AND (unit.retired_at IS NULL OR unit.retired_at > :start)"
+    q = text(
+        f"SELECT unit.id, unit.name, unit.kind, unit.klass, {existed}, {', '.join(exprs)}"
+        f" FROM unit {joins} ORDER BY unit.id"
+    ).bindparams(*rollup.binds(params | {"start": start, "end": end}))
     async with db.scan_engine.connect() as conn:  # one statement, off the event loop
-        result = (await conn.execute(q.order_by(Unit.id))).all()
+        result = (await conn.execute(q)).all()
     rows = []
     for u, name, kind, klass, in_period, *f in result:
         # a unit that did not exist in the period is left out, unless it has figures there
         if not in_period and not any(f[i] for i in COUNTS):
             continue
         row = UnitStanding(
-            u, name, kind, klass, submitted=f[SUBMITTED] or 0,
-            adopted={level: f[i] or 0 for level, i in ADOPTED},
-            instructions=f[INSTRUCTIONS] or 0, points=_points(f[POINTS], f[POINTS_ROWS]),
+            u, name, UnitKind(kind), klass, submitted=int(f[SUBMITTED]),
+            adopted={level: int(f[i]) for level, i in ADOPTED},
+            instructions=int(f[INSTRUCTIONS]), points=_points(f[POINTS], f[POINTS_ROWS]),
         )  # fmt: skip
         if cut is not None:
             row.points_before = _points(f[-2], f[-1])
