@@ -358,7 +358,7 @@ class PointsEntry(SQLModel, table=True):
 
 
 class Rollup(SQLModel, table=True):
-    """What the standings count, per unit and day (`span` "day") or month ("month"),
+    """What the standings count, per unit and day (`span` "day"), month or year,
     kept by database triggers on draft, adoption, instruction and points in the same
     transaction as those rows (storage/rollup.py; `xinxibot db verify` checks them).
     Derived data: no foreign key, a row may hold zeros."""
@@ -366,7 +366,7 @@ class Rollup(SQLModel, table=True):
     __tablename__ = "rollup"
     __table_args__ = {"sqlite_with_rowid": False}
     span: str = Field(primary_key=True)
-    bucket: date = Field(primary_key=True)  # the day, or the month's first day
+    bucket: date = Field(primary_key=True)  # the day, or the month's or year's first day
     unit_id: int = Field(primary_key=True)
     submitted: int = 0  # pieces first submitted then, counted by their live version
     adopted_county: int = 0  # adoptions not revoked, per level

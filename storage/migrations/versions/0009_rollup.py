@@ -1,4 +1,4 @@
-"""rollups: per unit and day/month, the standings' figures, kept by triggers
+"""rollups: per unit and day, month and year, the standings' figures, kept by triggers
 
 Revision ID: 0009_rollup
 Revises: 0008_joint
