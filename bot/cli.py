@@ -174,6 +174,30 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
     return 0
 
 
+VERIFY_LIMIT = 50  # differences listed; the count is always given
+
+
+def cmd_db_verify(args: argparse.Namespace) -> int:
+    """Rebuild the rollups from the raw rows and compare; 1 when they differ (unless
+    --repair rewrote them and they agree now)."""
+    from storage import rollup
+    from storage.db import display_url
+
+    config = _load_config(args.config)
+
+    async def work(db):
+        differences = await rollup.verify(db)
+        if differences and args.repair:
+            await rollup.repair(db)
+            return differences, not await rollup.verify(db)
+        return differences, False
+
+    differences, repaired = _run_with_db(config, work)
+    say("verify", url=display_url(database_url(config)), differences=differences,
+        limit=VERIFY_LIMIT, repaired=repaired)  # fmt: skip
+    return 0 if not differences or repaired else 1
+
+
 PERIODS = {
     "周": "week",
     "月": "month",
@@ -407,6 +431,10 @@ def parser() -> argparse.ArgumentParser:
     u = db_sub.add_parser("upgrade", help=h["db upgrade"])
     u.add_argument("--config", help=h["--config"])
     u.set_defaults(func=cmd_db_upgrade)
+    u = db_sub.add_parser("verify", help=h["db verify"])
+    u.add_argument("--repair", action="store_true", help=h["db verify --repair"])
+    u.add_argument("--config", help=h["--config"])
+    u.set_defaults(func=cmd_db_verify)
     return p
 
 

@@ -132,13 +132,23 @@ async def progress(
         exemptions.setdefault(e.unit_id, []).append(e)
     # figures and working days, once per period kind (the same for every unit)
     periods: dict[str, tuple[dict[int, st.UnitStanding], WorkingDays]] = {}
+    spans = {
+        kind: (p, st.shown_until(p, at))
+        for kind in ("month", "quarter", "year")
+        for p in [st.period_containing(kind, at - timedelta(microseconds=1))]
+    }
+    # the quotas in force depend on the unit's kind and whether it has quotas of its own
+    own = {q.unit_id for q in quotas if q.scope == "unit"}
+    in_force: dict[tuple, list[tuple[tuple[str, str], Quota]]] = {}
     out = []
     for unit in units:
         if unit_ids is not None and unit.id not in unit_ids:
             continue
-        for (period_kind, metric), quota in sorted(effective(quotas, unit).items(), key=_order):
-            period = st.period_containing(period_kind, at - timedelta(microseconds=1))
-            end = st.shown_until(period, at)
+        key = (unit.kind, unit.id if unit.id in own else None)
+        if key not in in_force:
+            in_force[key] = sorted(effective(quotas, unit).items(), key=_order)
+        for (period_kind, metric), quota in in_force[key]:
+            period, end = spans[period_kind]
             if unit.created_at >= end or (unit.retired_at or end) <= period.start:
                 continue  # not in this period
             if period_kind not in periods:

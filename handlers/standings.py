@@ -187,7 +187,7 @@ async def rated(app: BotApp, s: AsyncSession, period: st.Period, end: datetime) 
     for a year, `[topic] missed_action = "zero"` counts the points of units that reached
     `missed_limit` as 0. A rule of the presentation: no points row changes."""
     rows = await st.standings(app.db, period.start, end)
-    missed = await st.topics_missed(s, period.start, end)
+    missed = await st.topics_missed(app.db, period.start, end)
     rules = app.rules
     for r in rows:
         r.topics_missed = missed.get(r.unit_id, 0)

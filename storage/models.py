@@ -135,6 +135,7 @@ class Draft(SQLModel, table=True):
         # covering: the standings count per unit and period reads only this index
         Index("ix_draft_unit_piece", "unit_id", "piece_at", "live", "status"),
         Index("ix_draft_unit_hash", "unit_id", "content_hash"),
+        Index("ix_draft_piece_at", "piece_at"),  # the rollups' partial days (storage/rollup.py)
         {"sqlite_autoincrement": True},
     )
     id: int | None = Field(default=None, primary_key=True)
@@ -317,7 +318,10 @@ class ReminderLog(SQLModel, table=True):
 class Adoption(SQLModel, table=True):
     """采用: one row per outlet that adopted a draft; a wrong entry is revoked, not deleted."""
 
-    __table_args__ = (Index("ix_adoption_unit_level", "unit_id", "level", "at", "revoked_at"),)
+    __table_args__ = (
+        Index("ix_adoption_unit_level", "unit_id", "level", "at", "revoked_at"),
+        Index("ix_adoption_at", "at"),  # the rollups' partial days (storage/rollup.py)
+    )
     id: int | None = Field(default=None, primary_key=True)
     draft_id: int = Field(foreign_key="draft.id", index=True)
     unit_id: int = Field(foreign_key="unit.id")
@@ -377,6 +381,28 @@ class PointsEntry(SQLModel, table=True):
     rule_version: str
     at: datetime = local_time()
     void: bool = False
+
+
+class Rollup(SQLModel, table=True):
+    """What the standings count, per unit and day (`span` "day"), month or year,
+    kept by database triggers on draft, adoption, instruction and points in the same
+    transaction as those rows (storage/rollup.py; `xinxibot db verify` checks them).
+    Derived data: no foreign key, a row may hold zeros."""
+
+    __tablename__ = "rollup"
+    __table_args__ = {"sqlite_with_rowid": False}
+    span: str = Field(primary_key=True)
+    bucket: date = Field(primary_key=True)  # the day, or the month's or year's first day
+    unit_id: int = Field(primary_key=True)
+    submitted: int = 0  # pieces first submitted then, counted by their live version
+    adopted_county: int = 0  # adoptions not revoked, per level
+    adopted_city: int = 0
+    adopted_province: int = 0
+    adopted_national: int = 0
+    instructions: int = 0
+    points: float = 0.0  # the sum of the non-void points rows
+    points_rows: int = 0  # how many there are (a unit with rows of 0 points has figures)
+    topics_missed: int = 0  # of them, `topic_missed`
 
 
 class Quota(SQLModel, table=True):

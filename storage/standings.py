@@ -1,8 +1,10 @@
-"""Standings: per unit and period, from SQL aggregates over indexed columns.
+"""Standings: per unit and period, from the rollups (storage/rollup.py).
 
-No query here reads individual drafts into Python: each figure is one
-GROUP BY over an index (pieces by first submission, adoptions, instructions
-and points by date), and the loop in Python is over units only.
+No query here reads individual drafts into Python: the figures of a period are
+sums of per unit and day, month or year rollup rows and the raw rows of partial
+days, and the loop in Python is over units only. `last_activity` and
+`urgent_pieces` stay on the raw rows: the first reads the newest index entry per
+unit (and level), the second only the period's urgent pieces.
 
 Counting rule: a piece (a draft and its revisions) counts once, in the period of
 its first submission, through its live version, unless that is withdrawn or still
@@ -12,20 +14,18 @@ waiting for its file. A unit is in a period's figures when it existed during it
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import ColumnElement, and_, case, exists, func, literal, or_, select
+from sqlalchemy import ColumnElement, and_, case, exists, func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
+from . import rollup
 from .db import Database
-from .models import Adoption, Draft, DraftStatus, Instruction, PointsEntry, Unit
-
-LEVELS = ("county", "city", "province", "national")
-NOT_COUNTED = (DraftStatus.withdrawn, DraftStatus.awaiting_file)
+from .models import Adoption, Draft, PointsEntry, Unit, UnitKind
+from .rollup import LEVELS, NOT_COUNTED
 
 
 def counted() -> ColumnElement[bool]:
@@ -141,74 +141,64 @@ def rank(
 
 
 async def standings(
-    db: Database, start: datetime, end: datetime, compare_end: datetime | None = None
+    db: Database,
+    start: datetime,
+    end: datetime,
+    compare_end: datetime | None = None,
+    rollups: bool = True,
 ) -> list[UnitStanding]:
     """The figures in [start, end) of every unit that existed then, ranked by points; with
     `compare_end`, `previous_rank` is the rank over [start, compare_end) (the
     movement of a year-to-date ranking since the start of the week).
 
-    The aggregates are independent reads of committed data: they run at once,
-    each on its own pooled connection (WAL readers do not block each other)."""
-    submitted = (
-        select(Draft.unit_id, func.count())
-        .where(Draft.piece_at >= start, Draft.piece_at < end, counted())
-        .group_by(Draft.unit_id)
-    )
-    adopted = (
-        select(Adoption.unit_id, Adoption.level, func.count())
-        .where(Adoption.at >= start, Adoption.at < end, Adoption.revoked_at.is_(None))
-        .group_by(Adoption.unit_id, Adoption.level)
-    )
-    instructions = (
-        select(Instruction.unit_id, func.count())
-        .where(Instruction.at >= start, Instruction.at < end)
-        .group_by(Instruction.unit_id)
-    )
-    before = (
-        case((PointsEntry.at < compare_end, PointsEntry.points), else_=0.0)
-        if compare_end
-        else literal(0.0)
-    )
-    points = (
-        select(PointsEntry.unit_id, func.sum(PointsEntry.points), func.sum(before))
-        .where(PointsEntry.at >= start, PointsEntry.at < end, PointsEntry.void.is_(False))
-        .group_by(PointsEntry.unit_id)
-    )
-    existed = and_(Unit.created_at < end, or_(Unit.retired_at.is_(None), Unit.retired_at > start))
-    units_q = select(Unit.id, Unit.name, Unit.kind, Unit.klass, existed).order_by(Unit.id)
+    The figures come from the rollups (storage/rollup.py: O(units), not O(drafts));
+    `rollups=False` counts the raw rows instead, the reference the tests compare with.
+    One statement, the units joined with their figures, on a scan connection (off
+    the event-loop thread; WAL readers do not block the writer)."""
+    dialect = db.engine.dialect.name
+    joins, exprs, params = rollup.figures_sql(dialect, rollup.range_plan(start, end, rollups), "t_")
+    # the points at the comparison point: those of [start, cut)
+    cut = None if compare_end is None else min(max(compare_end, start), end)
+    if cut is not None:
+        more, before, extra = rollup.figures_sql(
+            dialect, rollup.range_plan(start, cut, rollups), "b_"
+        )
+        joins, params = f"{joins} {more}", params | extra
+        exprs += [before[POINTS], before[POINTS_ROWS]]
+    existed = "unit.created_at < :end AND (unit.retired_at IS NULL OR unit.retired_at > :start)"
+    q = text(
+        f"SELECT unit.id, unit.name, unit.kind, unit.klass, {existed}, {', '.join(exprs)}"
+        f" FROM unit {joins} ORDER BY unit.id"
+    ).bindparams(*rollup.binds(params | {"start": start, "end": end}))
+    async with db.scan_engine.connect() as conn:  # one statement, off the event loop
+        result = (await conn.execute(q)).all()
+    rows = []
+    for u, name, kind, klass, in_period, *f in result:
+        # a unit that did not exist in the period is left out, unless it has figures there
+        if not in_period and not any(f[i] for i in COUNTS):
+            continue
+        row = UnitStanding(
+            u, name, UnitKind(kind), klass, submitted=int(f[SUBMITTED]),
+            adopted={level: int(f[i]) for level, i in ADOPTED},
+            instructions=int(f[INSTRUCTIONS]), points=_points(f[POINTS], f[POINTS_ROWS]),
+        )  # fmt: skip
+        if cut is not None:
+            row.points_before = _points(f[-2], f[-1])
+        rows.append(row)
+    return rank(rows)
 
-    async def fetch(q):
-        async with db.scan_reader() as s:
-            return (await s.execute(q)).all()
 
-    units, submitted, adopted, instructions, points = await asyncio.gather(
-        fetch(units_q), fetch(submitted), fetch(adopted), fetch(instructions), fetch(points)
-    )
-    # a unit that did not exist in the period is left out, unless it has figures there
-    with_figures = {row[0] for part in (submitted, adopted, instructions, points) for row in part}
-    rows = {
-        u: UnitStanding(u, name, kind, klass)
-        for u, name, kind, klass, in_period in units
-        if in_period or u in with_figures
-    }
-    for unit_id, n in submitted:
-        if unit_id in rows:
-            rows[unit_id].submitted = n
-    for unit_id, level, n in adopted:
-        if unit_id in rows:
-            rows[unit_id].adopted[level] = n
-    for unit_id, n in instructions:
-        if unit_id in rows:
-            rows[unit_id].instructions = n
-    if compare_end is not None:
-        for r in rows.values():
-            r.points_before = 0.0
-    for unit_id, p, b in points:
-        if unit_id in rows:
-            rows[unit_id].points = round(float(p), 2)
-            if compare_end is not None:
-                rows[unit_id].points_before = round(float(b), 2)
-    return rank(list(rows.values()))
+_at = rollup.FIGURES.index
+SUBMITTED, INSTRUCTIONS, POINTS_ROWS = _at("submitted"), _at("instructions"), _at("points_rows")
+ADOPTED = [(level, _at(f"adopted_{level}")) for level in LEVELS]
+COUNTS = [i for i, f in enumerate(rollup.FIGURES) if f != "points"]  # any of them: figures
+POINTS = rollup.FIGURES.index("points")
+
+
+def _points(total: float | None, entries: int | None) -> float:
+    """Points as shown: 2 decimals; 0 without entries (a rollup's +x-x can leave 1e-17),
+    never -0."""
+    return round(float(total), 2) + 0.0 if entries else 0.0
 
 
 def has_data(rows: list[UnitStanding]) -> bool:
@@ -219,20 +209,37 @@ async def last_activity(
     s: AsyncSession, unit_ids: list[int], before: datetime, column: str
 ) -> dict[int, datetime | None]:
     """The last piece submitted (`column="draft"`) or adoption (`"adoption"`) before
-    `before`, per unit."""
+    `before`, per unit: per unit (and level) the newest entry of its date index, read
+    backwards from `before` (one index seek per unit, whatever its history)."""
     if not unit_ids:
         return {}
     if column == "draft":
-        q = select(Draft.unit_id, func.max(Draft.piece_at)).where(
-            Draft.unit_id.in_(unit_ids), Draft.piece_at < before, counted()
-        )
-        group = Draft.unit_id
+        latest = [
+            select(Draft.piece_at)
+            .where(Draft.unit_id == Unit.id, Draft.piece_at < before, counted())
+            .order_by(Draft.piece_at.desc())
+            .limit(1)
+            .scalar_subquery()
+        ]
     else:
-        q = select(Adoption.unit_id, func.max(Adoption.at)).where(
-            Adoption.unit_id.in_(unit_ids), Adoption.at < before, Adoption.revoked_at.is_(None)
-        )
-        group = Adoption.unit_id
-    found = dict((await s.execute(q.group_by(group))).all())
+        latest = [
+            select(Adoption.at)
+            .where(
+                Adoption.unit_id == Unit.id,
+                Adoption.level == level,
+                Adoption.at < before,
+                Adoption.revoked_at.is_(None),
+            )
+            .order_by(Adoption.at.desc())
+            .limit(1)
+            .scalar_subquery()
+            for level in LEVELS
+        ]
+    q = select(Unit.id, *latest).where(Unit.id.in_(unit_ids))
+    found = {
+        u: max((w for w in when if w is not None), default=None)
+        for u, *when in (await s.execute(q)).all()
+    }
     return {u: found.get(u) for u in unit_ids}
 
 
@@ -277,20 +284,11 @@ async def months_without_adoption(
     return out
 
 
-async def topics_missed(s: AsyncSession, start: datetime, end: datetime) -> dict[int, int]:
+async def topics_missed(db: Database, start: datetime, end: datetime) -> dict[int, int]:
     """Per unit: targeted 约稿 whose deadline in [start, end) passed unanswered (the
     `topic_missed` points rows, written even when the rule file gives 0 points)."""
-    q = (
-        select(PointsEntry.unit_id, func.count())
-        .where(
-            PointsEntry.kind == "topic_missed",
-            PointsEntry.at >= start,
-            PointsEntry.at < end,
-            PointsEntry.void.is_(False),
-        )
-        .group_by(PointsEntry.unit_id)
-    )
-    return dict((await s.execute(q)).all())
+    i = rollup.FIGURES.index("topics_missed")
+    return {u: int(f[i]) for u, f in (await rollup.totals(db, start, end)).items() if f[i]}
 
 
 async def urgent_pieces(

@@ -26,13 +26,17 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 from sqlalchemy import func, select
+from sqlalchemy.engine import make_url
 
 from bot.app import BotApp
 from bot.clock import Clock
 from bot.config import build
+from bot.config import database_url as configured_database
 from bot.onebot import sign
 from bot.server import make_web_app
 from handlers import ROUTERS
+from storage import rollup
+from storage.db import Database
 from storage.models import Draft, Outbox, ProcessedEvent
 
 from . import pgtest
@@ -399,6 +403,33 @@ def _test_databases() -> Iterator[None]:
         pgtest.drop_test_databases()
 
 
+_bot_databases: list[str] = []  # the databases this test's bots ran on (start_harness)
+
+
+async def rollup_differences(url: str) -> list[rollup.Difference]:
+    db = Database(url)
+    try:
+        return await rollup.verify(db)
+    finally:
+        await db.close()
+
+
+@pytest.fixture(autouse=True)
+def _rollups_verified(_test_databases: None) -> Iterator[None]:
+    """After every test that ran the bot: its rollups equal their rebuild from the raw
+    rows (what `xinxibot db verify` checks), else the test fails. Torn down before
+    `_test_databases` drops the PostgreSQL databases."""
+    _bot_databases.clear()
+    yield
+    urls = list(dict.fromkeys(_bot_databases))
+    _bot_databases.clear()
+    for url in urls:
+        if ON_POSTGRES:  # the server itself, not a proxy the test put in front of it
+            url = pgtest.url_of(make_url(url).database)
+        differences = asyncio.run(rollup_differences(url))
+        assert not differences, f"rollups differ from the raw rows: {differences[:5]}"
+
+
 def pytest_configure(config: pytest.Config) -> None:
     for line in (
         "postgres(reason): needs PostgreSQL (XINXIBOT_TEST_DATABASE=postgresql+asyncpg://...)",
@@ -444,6 +475,7 @@ async def start_harness(
 ) -> tuple[Harness, TestServer]:
     overrides.setdefault("onebot__api_url", fake.url)
     config = make_config(tmp_path, **overrides)
+    _bot_databases.append(configured_database(config))
     bot = BotApp(config, ROUTERS, clock=Clock(config.tz, frozen_at=start))
     for connection in bot.forward:
         connection.first_delay = 0.05  # forward-WS reconnects wait real time: keep it short
