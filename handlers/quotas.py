@@ -138,13 +138,13 @@ async def progress(
         for p in [st.period_containing(kind, at - timedelta(microseconds=1))]
     }
     # the quotas in force depend on the unit's kind and whether it has quotas of its own
-    own = {q.unit_id for q in quotas if q.scope == "unit"}
+    with_own_quotas = {q.unit_id for q in quotas if q.scope == "unit"}
     in_force: dict[tuple, list[tuple[tuple[str, str], Quota]]] = {}
     out = []
     for unit in units:
         if unit_ids is not None and unit.id not in unit_ids:
             continue
-        key = (unit.kind, unit.id if unit.id in own else None)
+        key = (unit.kind, unit.id if unit.id in with_own_quotas else None)
         if key not in in_force:
             in_force[key] = sorted(effective(quotas, unit).items(), key=_order)
         for (period_kind, metric), quota in in_force[key]:

@@ -84,6 +84,17 @@ async def test_unit_quota_overrides_and_history_is_kept(october):
     ]  # fmt: skip
 
 
+async def test_every_unit_is_judged_by_its_own_quota_in_the_overview(october):
+    h = october
+    await h.say(COORDINATOR, "/添加单位 新华镇 乡镇")  # the same kind as 城关镇, added later
+    await h.say(COORDINATOR, "/设任务 新华镇 月 报送 1")
+    h.clock.set(datetime(2026, 10, 15, 9, 0))  # six of October's 18 working days passed
+    await h.tell(COORDINATOR, "/任务")
+    overview = h.last_reply()
+    assert "城关镇 本月报送 0/6条" in overview  # the all-units quota
+    assert "新华镇 本月报送 0/1条" in overview  # its own, not its kind's neighbour's
+
+
 async def test_pro_rating_across_october_with_its_holiday_week(october):
     h = october
     # October 2026 has 18 working days (1-7 off, Saturday the 10th worked); by the morning
