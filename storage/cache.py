@@ -4,8 +4,8 @@ Kept right by the writes that change them: a flush that inserts, updates or
 deletes a Member or a Unit forgets it at once, and again when its transaction
 ends (commit or rollback, savepoints included), so a value read between a
 change and its commit never outlives that transaction; a bulk UPDATE or
-DELETE of either table forgets everything. Only rows committed before the
-transaction began are put in. A hit is merged into the session without SQL.
+DELETE of either table forgets everything. Only rows read by a write transaction
+and not changed by it are put in. A hit is merged into the session without SQL.
 
 Only for a database this process alone writes (SQLite): on PostgreSQL other
 processes write too, so there is no cache and every read goes to the database.
@@ -17,7 +17,7 @@ from itertools import chain
 from typing import Any, TypeVar
 
 from sqlalchemy import event, inspect
-from sqlalchemy.orm import ORMExecuteState, Session, make_transient_to_detached
+from sqlalchemy.orm import ORMExecuteState, Session, SessionTransaction, make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
 
 from .models import Member, Unit
@@ -45,9 +45,13 @@ class RowCache:
         return session.merge(row, load=False)
 
     def put(self, session: Session, instance: Member | Unit) -> None:
-        """Remember `instance` as committed, unless this transaction changed it."""
+        """Remember `instance` as committed, unless this transaction changed it. Only from
+        a write transaction: writers take turns, so theirs is the latest committed state,
+        while a read session keeps the snapshot of its first read."""
         key = (type(instance), getattr(instance, KEYS[type(instance)]))
-        if key in _touched(session) or session.info.get("cache_cleared"):
+        if not session.info.get("writer") or key in _touched(session):
+            return
+        if session.info.get("cache_cleared"):
             return
         state = inspect(instance)
         if state.modified or not state.persistent:
@@ -101,12 +105,11 @@ def _forget_bulk(state: ORMExecuteState) -> None:
         state.session.info["cache_cleared"] = True
 
 
-@event.listens_for(StoreSession, "after_commit")
-@event.listens_for(StoreSession, "after_rollback")
-def _forget_at_end(session: Session) -> None:
+@event.listens_for(StoreSession, "after_transaction_end")
+def _forget_at_end(session: Session, transaction: SessionTransaction) -> None:
     cache = _cache(session)
-    if cache is None:
-        return
+    if cache is None or transaction.parent is not None:
+        return  # a savepoint's end: the transaction (another event's work too) goes on
     for key in session.info.pop("cache_touched", ()):
         cache.forget(key)
     if session.info.pop("cache_cleared", False):

@@ -273,7 +273,7 @@ class GroupCommit:
         async with self.lock.hold(urgent):
             group = self._open
             if group is None:
-                group = self._open = _Group(self.sessions())
+                group = self._open = _Group(self.sessions(info={"writer": True}))
                 await group.session.begin()
             group.size += 1
             first = group.size == 1  # alone so far: a failure rolls the transaction back

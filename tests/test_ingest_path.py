@@ -218,6 +218,52 @@ async def test_a_cached_member_costs_no_statement_and_follows_every_write(tmp_pa
     await db.close()
 
 
+@pytest.mark.sqlite_only("the cache is for a database one process writes (SQLite)")
+async def test_a_read_session_never_caches_its_older_snapshot(tmp_path):
+    db = await _database(tmp_path)
+    async with db.reader() as r:  # a console page: its snapshot begins with its first read
+        await r.execute(select(Unit.id))
+        async with db.transaction() as w:  # meanwhile an event renames the unit
+            (await Repo(w).units.get(1)).name = "城关镇人民政府"
+        assert (await Repo(r).units.get(1)).name == "城关镇"  # its snapshot
+    async with db.transaction() as s:
+        assert (await Repo(s).units.get(1)).name == "城关镇人民政府"
+    await db.close()
+
+
+@pytest.mark.sqlite_only("the cache is for a database one process writes (SQLite)")
+async def test_a_failed_member_does_not_make_the_group_forget_what_it_changed(tmp_path):
+    db = await _database(tmp_path)
+    release = asyncio.Event()
+
+    async def rename_then_fail_the_commit() -> None:
+        async with db.transaction() as s:
+            await s.execute(text("PRAGMA defer_foreign_keys = ON"))  # checked at COMMIT
+            s.add(Member(im_id=20002, name="李四", role=Role.officer, unit_id=999,
+                         created_at=NOW, updated_at=NOW))  # fmt: skip
+            (await Repo(s).members.by_im(20001)).name = "王五"
+            await s.flush()
+            await release.wait()
+
+    async def fail() -> None:  # rolled back to its savepoint
+        async with db.transaction():
+            raise ValueError
+
+    async def read() -> str:  # sees the group's uncommitted rename
+        async with db.transaction() as s:
+            return (await Repo(s).members.by_im(20001)).name
+
+    tasks = [asyncio.create_task(rename_then_fail_the_commit())]
+    await asyncio.sleep(0)
+    tasks += [asyncio.create_task(fail()), asyncio.create_task(read())]
+    await asyncio.sleep(0)
+    release.set()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    async with db.transaction() as s:  # the COMMIT failed: the rename is nowhere
+        assert (await Repo(s).members.by_im(20001)).name == "张三"
+    await db.close()
+
+
 async def test_metrics_count_events_statements_and_commits(group):
     async def metrics() -> dict[str, float]:
         async with group.client.get(group.base + "/metrics") as r:
