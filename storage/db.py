@@ -11,7 +11,7 @@ hands every call (cursor, execute, fetch, commit) to a worker thread and back;
 one such hop costs ~0.5 ms on a small VM while the statement itself costs
 microseconds, so an event's ten statements spent ~25 ms hopping (bench/README.md).
 Long scans (the standings aggregates) keep aiosqlite's worker
-threads through `scan_reader()`, so a province-sized ranking never stalls the loop.
+threads through `scan_engine`, so a province-sized ranking never stalls the loop.
 
 PostgreSQL needs no write lock; what it adds is failure from outside: the server
 unreachable (`DatabaseUnavailable`: the event is refused with 503 and redelivered)
@@ -365,7 +365,6 @@ class Database:
         self.scan_engine = make_engine(url, inline=False) if is_sqlite(url) else self.engine
         if self.scan_engine is not self.engine:
             self.counters.watch(self.scan_engine)
-        self.scan_sessions = async_sessionmaker(self.scan_engine, expire_on_commit=False)
         self._group = GroupCommit(self.sessions) if is_sqlite(url) else None
 
     @asynccontextmanager
@@ -391,12 +390,6 @@ class Database:
     async def reader(self) -> AsyncIterator[AsyncSession]:
         """A session for reads only (no lock: WAL readers do not block the writer)."""
         async with self.sessions() as session:
-            yield session
-
-    @asynccontextmanager
-    async def scan_reader(self) -> AsyncIterator[AsyncSession]:
-        """A read session for long scans, run off the event-loop thread."""
-        async with self.scan_sessions() as session:
             yield session
 
     async def optimize(self) -> None:

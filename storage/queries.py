@@ -409,11 +409,14 @@ def _unit_drafts(*where: ColumnElement[bool]) -> Select:
     return select(Draft.id).where(Draft.unit_id == bindparam("unit"), *where)
 
 
+# A member's drafts submitted since a moment (the hourly flood limit).
+SUBMITTED_BY_SINCE = select(func.count()).where(
+    Draft.submitter_id == bindparam("member"), Draft.submitted_at >= bindparam("hour_ago")
+)
+
 # One statement for the four lookups of a submission, built once (DESIGN §9).
 SUBMISSION_FACTS = select(
-    select(func.count())
-    .where(Draft.submitter_id == bindparam("member"), Draft.submitted_at >= bindparam("hour_ago"))
-    .scalar_subquery(),
+    SUBMITTED_BY_SINCE.scalar_subquery(),
     _unit_drafts(Draft.content_hash == bindparam("digest"), Draft.status != DraftStatus.withdrawn)
     .order_by(Draft.id)
     .limit(1)
@@ -592,8 +595,8 @@ class Drafts:
         return [(d, unit, versions.get(d.piece_id, [d.id])) for d, unit in live]
 
     async def count_by_member_since(self, member_id: int, since: datetime) -> int:
-        q = select(func.count()).where(Draft.submitter_id == member_id, Draft.submitted_at >= since)
-        return (await self.s.execute(q)).scalar_one()
+        params = {"member": member_id, "hour_ago": since}
+        return (await self.s.execute(SUBMITTED_BY_SINCE, params)).scalar_one()
 
     async def recent_for_unit(self, unit_id: int, limit: int) -> tuple[list[DraftLine], int]:
         """The unit's latest drafts with their points, and how many it has in all."""

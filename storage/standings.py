@@ -192,7 +192,7 @@ _at = rollup.FIGURES.index
 SUBMITTED, INSTRUCTIONS, POINTS_ROWS = _at("submitted"), _at("instructions"), _at("points_rows")
 ADOPTED = [(level, _at(f"adopted_{level}")) for level in LEVELS]
 COUNTS = [i for i, f in enumerate(rollup.FIGURES) if f != "points"]  # any of them: figures
-POINTS = rollup.FIGURES.index("points")
+POINTS = rollup.POINTS
 
 
 def _points(total: float | None, entries: int | None) -> float:
